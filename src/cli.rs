@@ -1,0 +1,263 @@
+//! Command-line definitions (clap). Parsed once in `main`, then handed to
+//! the command modules as plain structs.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+const EXAMPLES: &str = "\
+Examples:
+  nbbuild --sim                         build the flow in this folder against the built-in simulator
+  nbbuild plan                          what would run, why, and what it would cost (no calls)
+  nbbuild --only scene07                re-roll scene 07 only
+  nbbuild validate ad.nbflow --json     check a flow before spending anything
+  nbbuild explain scene07               why scene 07 is fresh or stale, field by field
+  nbbuild graph --format mermaid        the task graph
+  nbbuild cache ls                      what the store holds";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "nbbuild",
+    version,
+    about = "Build PatchWork .nbflow workflows like a Makefile: generate only what is new, edited or flagged",
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub build: BuildArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build every stale task (the default command)
+    Build(BuildArgs),
+    /// Show what a build would run and why, and what it would cost; calls nothing
+    Plan(BuildArgs),
+    /// Explain why tasks are fresh or stale, field by field
+    Explain(ExplainArgs),
+    /// Check a flow: every problem with tab, node and JSON path
+    Validate(ValidateArgs),
+    /// Print the task graph
+    Graph(GraphArgs),
+    /// Inspect and maintain the store
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Serve the G-Labs protocol on loopback (offline runs, demos, tests)
+    Sim(SimArgs),
+    /// Print a shell completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// image nodes only; video nodes are left for a later run
+    Images,
+    All,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum QaMode {
+    Off,
+    Vision,
+    Command,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct BuildArgs {
+    /// The .nbflow file (default: the single one in the current folder)
+    pub flow: Option<PathBuf>,
+    /// G-Labs base URL (changes whenever the tunnel restarts)
+    #[arg(long, env = "GLABS_SERVER")]
+    pub server: Option<String>,
+    /// G-Labs API key (never echoed, logged or stored)
+    #[arg(long, env = "GLABS_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Start the built-in G-Labs simulator on a loopback port and use it
+    #[arg(long)]
+    pub sim: bool,
+    /// Image used for reference nodes that hold no image
+    #[arg(long, value_name = "PATH")]
+    pub ref_image: Option<String>,
+    /// Generation tasks in flight at once (1..=5) [default: 3]
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<u32>,
+    /// `images`: image nodes only [default: all]
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// Re-roll only these tasks: name, glob (scene0*), TAB/ID or #ID; repeatable
+    #[arg(long, value_name = "SEL")]
+    pub only: Vec<String>,
+    /// Candidates per task [default: 4]
+    #[arg(long, value_name = "N")]
+    pub candidates: Option<u32>,
+    /// Visual QA reviewer
+    #[arg(long, value_enum)]
+    pub qa: Option<QaMode>,
+    /// Re-rolls allowed per flagged candidate (up to 10) [default: 3]
+    #[arg(long, value_name = "N")]
+    pub qa_attempts: Option<u32>,
+    /// Reviewer command for --qa command (gets the image path, prints a JSON verdict)
+    #[arg(long, value_name = "CMD")]
+    pub qa_command: Option<String>,
+    /// Where outputs are published: r2, dir:PATH or none
+    #[arg(long, value_name = "MIRROR")]
+    pub mirror: Option<String>,
+    /// Root of Generations/ and Assets/ [default: the flow's folder]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// The store [default: .nbbuild/ beside the flow]
+    #[arg(long, value_name = "DIR", env = "NBBUILD_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Refuse to start, or stop launching, past this estimated spend
+    #[arg(long, value_name = "CREDITS")]
+    pub budget: Option<f64>,
+    /// Same as `plan`
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print one JSON summary object on stdout at the end
+    #[arg(long)]
+    pub json: bool,
+    /// More detail
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors and the final summary
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// No progress bars, even on a terminal
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ValidateArgs {
+    /// The .nbflow file (default: the single one in the current folder)
+    pub flow: Option<PathBuf>,
+    /// Print the findings as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// Candidate count the runner enforces [default: 4]
+    #[arg(long, value_name = "N")]
+    pub candidates: Option<u32>,
+    /// Image used for reference nodes that hold no image
+    #[arg(long, value_name = "PATH")]
+    pub ref_image: Option<String>,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Mermaid,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GraphArgs {
+    /// The .nbflow file (default: the single one in the current folder)
+    pub flow: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "dot")]
+    pub format: GraphFormat,
+    /// Image used for reference nodes that hold no image
+    #[arg(long, value_name = "PATH")]
+    pub ref_image: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExplainArgs {
+    /// FLOW then SEL, or only SEL (the flow in the current folder)
+    #[arg(required = true, num_args = 1..=2, value_name = "[FLOW] SEL")]
+    pub args: Vec<String>,
+    #[arg(long, value_name = "DIR", env = "NBBUILD_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    #[arg(long, value_name = "PATH")]
+    pub ref_image: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum CacheCommand {
+    /// Tasks in the store: name, status, candidates, age
+    Ls(CacheArgs),
+    /// One task: preimage, candidates, verdicts, URLs, history
+    Show {
+        /// A key (or a prefix of one) or a task name
+        what: String,
+        #[command(flatten)]
+        args: CacheArgs,
+    },
+    /// Counts and sizes
+    Stats(CacheArgs),
+    /// Re-hash every object and check every record; exits 1 on a problem
+    Verify(CacheArgs),
+    /// Drop unreferenced objects and old history
+    Gc {
+        /// History sets kept per task
+        #[arg(long, default_value_t = 5)]
+        keep_history: usize,
+        /// Show what would be freed, change nothing
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        args: CacheArgs,
+    },
+    /// Print the store's folder
+    Path(CacheArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CacheArgs {
+    /// The store [default: .nbbuild/ beside the flow in the current folder]
+    #[arg(long, value_name = "DIR", env = "NBBUILD_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// The flow whose store to use
+    #[arg(long, value_name = "FLOW")]
+    pub flow: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SimArgs {
+    #[arg(long, default_value_t = 8765)]
+    pub port: u16,
+    /// Require this X-API-Key
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// Latency of a still in ms (clips take ten times as long unless --video-latency-ms)
+    #[arg(long, default_value_t = 300)]
+    pub latency_ms: u64,
+    #[arg(long)]
+    pub video_latency_ms: Option<u64>,
+    /// Share of stills with a planted anatomical flaw (0..1)
+    #[arg(long, default_value_t = 0.0)]
+    pub flaw_rate: f64,
+    /// Every Nth submit answers 429
+    #[arg(long, value_name = "N")]
+    pub rate_limit_every: Option<u64>,
+    /// Share of requests answering 500 (0..1)
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Prompts containing this word are rejected by the content policy
+    #[arg(long, value_name = "WORD")]
+    pub policy_word: Option<String>,
+    /// Prompts containing this word time out
+    #[arg(long, value_name = "WORD")]
+    pub timeout_word: Option<String>,
+    /// Every Nth task is lost (404 on poll, like after an app restart)
+    #[arg(long, value_name = "N")]
+    pub lose_every: Option<u64>,
+    /// Share of requests whose connection is dropped (0..1)
+    #[arg(long, default_value_t = 0.0)]
+    pub drop_rate: f64,
+    /// Stop accepting connections after N submits
+    #[arg(long, value_name = "N")]
+    pub die_after: Option<u64>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}

@@ -1,0 +1,58 @@
+//! nbbuild: a make-style, content-addressed build engine for PatchWork
+//! `.nbflow` workflows.
+//!
+//! The engine core (`flow`, `prompt`, `names`, `compile`, `key`) is pure:
+//! no tokio, no network, no terminal. I/O lives at the edges.
+
+pub mod cli;
+pub mod commands;
+pub mod compile;
+pub mod error;
+pub mod flow;
+pub mod key;
+pub mod names;
+pub mod project;
+pub mod prompt;
+pub mod synth;
+
+/// Candidates per task unless `--candidates` says otherwise.
+pub const DEFAULT_CANDIDATES: u32 = 4;
+
+use cli::{Cli, Command};
+use error::{Error, Result};
+
+/// Run a parsed command line; the result is the process exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Some(Command::Validate(a)) => commands::validate::run(&a),
+        Some(Command::Graph(a)) => commands::graph::run(&a),
+        Some(Command::Completions { shell }) => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "nbbuild",
+                &mut std::io::stdout(),
+            );
+            Ok(0)
+        }
+        Some(other) => Err(Error::usage(format!(
+            "`{}` is not implemented yet",
+            command_name(&other)
+        ))),
+        None => Err(Error::usage("`build` is not implemented yet")),
+    }
+}
+
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Build(_) => "build",
+        Command::Plan(_) => "plan",
+        Command::Explain(_) => "explain",
+        Command::Validate(_) => "validate",
+        Command::Graph(_) => "graph",
+        Command::Cache(_) => "cache",
+        Command::Sim(_) => "sim",
+        Command::Completions { .. } => "completions",
+    }
+}

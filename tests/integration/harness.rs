@@ -1,0 +1,134 @@
+//! The `Test` builder: a temporary project folder, files copied or written
+//! into it, the real `nbbuild` binary run inside, and its output captured.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+pub fn fixture_text(name: &str) -> String {
+    std::fs::read_to_string(fixtures().join(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+pub fn fixture_json(name: &str) -> serde_json::Value {
+    serde_json::from_str(&fixture_text(name)).unwrap()
+}
+
+pub struct Test {
+    pub dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+impl Default for Test {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Test {
+    pub fn new() -> Test {
+        Test {
+            dir: tempfile::tempdir().unwrap(),
+            env: Vec::new(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Copy a fixture (and the reference images it uses) into the project folder as `as_name`.
+    pub fn fixture(self, name: &str, as_name: &str) -> Test {
+        let refs = self.path().join("refs");
+        std::fs::create_dir_all(&refs).unwrap();
+        for r in ["avatar.png", "product.png"] {
+            std::fs::copy(fixtures().join("refs").join(r), refs.join(r)).unwrap();
+        }
+        std::fs::copy(fixtures().join(name), self.path().join(as_name)).unwrap();
+        self
+    }
+
+    pub fn write(self, rel: &str, contents: impl AsRef<[u8]>) -> Test {
+        let p = self.path().join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(p, contents).unwrap();
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Test {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).unwrap()
+    }
+
+    /// Edit a JSON file in the project folder in place.
+    pub fn edit_json(&self, rel: &str, f: impl FnOnce(&mut serde_json::Value)) {
+        let p = self.path().join(rel);
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        f(&mut v);
+        std::fs::write(p, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_nbbuild"));
+        c.args(args).current_dir(self.path());
+        for k in [
+            "GLABS_SERVER",
+            "GLABS_API_KEY",
+            "NBBUILD_CACHE_DIR",
+            "NBBUILD_QA_URL",
+            "NBBUILD_QA_MODEL",
+            "NBBUILD_QA_KEY",
+        ] {
+            c.env_remove(k);
+        }
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out: Output = self.command(args).output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
