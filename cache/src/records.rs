@@ -1,0 +1,231 @@
+//! Record types kept in the sled trees (serialized as JSON).
+
+use serde::{Deserialize, Serialize};
+
+use crate::ObjectId;
+
+/// Everything the store knows about one task key.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct TaskRecord {
+    /// The task's node name when it was last planned (for `ls`/`show`/selection).
+    #[serde(default)]
+    pub name: String,
+    /// The full key preimage, so `explain` can diff field by field.
+    #[serde(default)]
+    pub preimage: serde_json::Value,
+    /// Current candidates, sorted by slot, at most one per slot.
+    #[serde(default)]
+    pub candidates: Vec<Candidate>,
+    /// G-Labs tasks submitted and not yet committed, sorted by slot, at most one per slot.
+    #[serde(default)]
+    pub in_flight: Vec<InFlight>,
+    /// Replaced candidate sets, oldest first.
+    #[serde(default)]
+    pub history: Vec<HistorySet>,
+    /// unix ms
+    #[serde(default)]
+    pub created: u64,
+    /// unix ms
+    #[serde(default)]
+    pub updated: u64,
+}
+
+impl TaskRecord {
+    pub fn candidate(&self, slot: u32) -> Option<&Candidate> {
+        self.candidates.iter().find(|c| c.slot == slot)
+    }
+
+    pub fn in_flight_for(&self, slot: u32) -> Option<&InFlight> {
+        self.in_flight.iter().find(|f| f.slot == slot)
+    }
+
+    /// Every object this record refers to: current candidates, then history.
+    pub fn objects(&self) -> impl Iterator<Item = &str> {
+        self.candidates
+            .iter()
+            .chain(self.history.iter().flat_map(|h| h.candidates.iter()))
+            .map(|c| c.object.as_str())
+    }
+}
+
+/// One generated result held by a task.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Candidate {
+    pub slot: u32,
+    pub object: ObjectId,
+    #[serde(default)]
+    pub mime: String,
+    /// Byte size of the object (set by the store from the object file on commit).
+    #[serde(default)]
+    pub size: u64,
+    /// unix ms (set by the store on commit when 0)
+    #[serde(default)]
+    pub created: u64,
+    #[serde(default)]
+    pub qa: Option<Verdict>,
+    #[serde(default)]
+    pub qa_attempts: u32,
+    /// Public URL once mirrored.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The G-Labs task id that produced it.
+    #[serde(default)]
+    pub remote_task: Option<String>,
+}
+
+/// A G-Labs task submitted for a candidate slot, recorded before it is polled.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct InFlight {
+    pub slot: u32,
+    pub remote_task: String,
+    #[serde(default)]
+    pub attempt: u32,
+    /// unix ms
+    #[serde(default)]
+    pub submitted: u64,
+}
+
+/// A candidate set that was replaced (re-roll, or one slot replaced).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct HistorySet {
+    /// unix ms
+    pub replaced: u64,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub candidates: Vec<Candidate>,
+}
+
+/// A visual-QA verdict on one object by one reviewer.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Verdict {
+    /// "clean" | "flagged" | "unreviewed"
+    pub verdict: String,
+    #[serde(default)]
+    pub tells: Vec<String>,
+    #[serde(default)]
+    pub confidence: Option<f64>,
+    #[serde(default)]
+    pub reviewer: String,
+    /// unix ms
+    #[serde(default)]
+    pub at: u64,
+}
+
+/// Why an object is pinned.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Pin {
+    pub object: ObjectId,
+    pub why: String,
+    /// unix ms
+    #[serde(default)]
+    pub at: u64,
+}
+
+/// Counts for `nbbuild cache stats`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Stats {
+    pub tasks: u64,
+    /// current candidates over all tasks
+    pub candidates: u64,
+    pub history_sets: u64,
+    /// candidates inside history sets
+    pub history_candidates: u64,
+    pub in_flight: u64,
+    /// files in `objects/`
+    pub objects: u64,
+    /// their total size
+    pub object_bytes: u64,
+    pub verdicts: u64,
+    pub uploads: u64,
+    pub url_objects: u64,
+    pub file_hashes: u64,
+    pub pins: u64,
+    pub runs: u64,
+    /// files left in `tmp/`
+    pub tmp_files: u64,
+    /// sled's own estimate of its size on disk
+    pub db_bytes: u64,
+}
+
+/// What `verify` found wrong.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// An object whose bytes do not hash to its name, or whose size differs
+    /// from the recorded one.
+    CorruptObject,
+    /// A record refers to an object that is not in `objects/`.
+    MissingObject,
+    /// A record that cannot be decoded.
+    BadRecord,
+    /// A file in `objects/` that is not named like an object.
+    StrayFile,
+    /// A temporary file left by an interrupted write (harmless; gc removes it).
+    TmpLeftover,
+    /// A file set aside by corruption recovery, or an interrupted sled
+    /// snapshot (harmless; gc removes set-aside files).
+    Quarantined,
+}
+
+impl ProblemKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemKind::CorruptObject => "corrupt_object",
+            ProblemKind::MissingObject => "missing_object",
+            ProblemKind::BadRecord => "bad_record",
+            ProblemKind::StrayFile => "stray_file",
+            ProblemKind::TmpLeftover => "tmp_leftover",
+            ProblemKind::Quarantined => "quarantined",
+        }
+    }
+
+    /// Leftovers that lose nothing and that `gc` cleans up.
+    pub fn is_harmless(self) -> bool {
+        matches!(self, ProblemKind::TmpLeftover | ProblemKind::Quarantined)
+    }
+}
+
+impl std::fmt::Display for ProblemKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    /// The object id, task key or path concerned.
+    pub what: String,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}: {}", self.kind, self.what, self.detail)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct VerifyReport {
+    pub problems: Vec<Problem>,
+    pub objects_checked: u64,
+    pub bytes_checked: u64,
+}
+
+impl VerifyReport {
+    /// No problems other than harmless leftovers.
+    pub fn is_ok(&self) -> bool {
+        self.problems.iter().all(|p| p.kind.is_harmless())
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct GcReport {
+    pub objects_removed: u64,
+    pub bytes_freed: u64,
+    pub history_sets_removed: u64,
+    /// stale files in `tmp/` and set-aside (`quarantine/`) files removed
+    pub leftovers_removed: u64,
+    pub dry_run: bool,
+}
