@@ -22,9 +22,18 @@ fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
 
 fn main() {
     // cargo passes `--bench`; any other argument is a size filter.
-    let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let sizes = if sizes.is_empty() { vec![1_000, 5_000, 20_000] } else { sizes };
-    println!("| generation nodes | file size | parse | validate | compile | keys | total | per node |");
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![1_000, 5_000, 20_000]
+    } else {
+        sizes
+    };
+    println!(
+        "| generation nodes | file size | parse | validate | compile | keys | total | per node |"
+    );
     println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for nodes in sizes {
         let text = nbbuild::synth::flow(nodes / 2, "https://example.test/avatar.png").to_string();
@@ -33,7 +42,11 @@ fn main() {
         let (val, findings) = best_of(runs, || validate(&flow, &ValidateOptions { candidates: 4 }));
         assert!(findings.is_empty());
         let exists = |_: &str| true;
-        let opts = CompileOptions { candidates: 4, ref_image: None, file_exists: &exists };
+        let opts = CompileOptions {
+            candidates: 4,
+            ref_image: None,
+            file_exists: &exists,
+        };
         let (comp, compiled) = best_of(runs, || compile(&flow, &opts).unwrap());
         let (keys, n) = best_of(runs, || {
             let mut n = 0;
@@ -45,7 +58,9 @@ fn main() {
                         slot: i.slot,
                         id: match &i.source {
                             InputSource::Url(u) => ImageId::Url { url: u.clone() },
-                            _ => ImageId::Bytes { blake3: "0".repeat(64) },
+                            _ => ImageId::Bytes {
+                                blake3: "0".repeat(64),
+                            },
                         },
                     })
                     .collect();

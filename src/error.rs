@@ -101,3 +101,21 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl From<nbbuild_cache::StoreError> for Error {
+    fn from(e: nbbuild_cache::StoreError) -> Self {
+        let mut err = Error::env(e.to_string());
+        err.hint = e.hint();
+        err
+    }
+}
+
+impl Error {
+    /// A store error under a headline naming the store.
+    pub fn store(dir: &std::path::Path, e: nbbuild_cache::StoreError) -> Self {
+        let mut err =
+            Error::env(format!("cannot open the store in {}", dir.display())).cause(e.to_string());
+        err.hint = e.hint();
+        err
+    }
+}

@@ -7,12 +7,19 @@
 pub mod cli;
 pub mod commands;
 pub mod compile;
+pub mod config;
 pub mod error;
+pub mod exec;
 pub mod flow;
+pub mod glabs;
 pub mod key;
 pub mod names;
+pub mod output;
+pub mod plan;
+pub mod progress;
 pub mod project;
 pub mod prompt;
+pub mod select;
 pub mod synth;
 
 /// Candidates per task unless `--candidates` says otherwise.
@@ -26,6 +33,10 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Some(Command::Validate(a)) => commands::validate::run(&a),
         Some(Command::Graph(a)) => commands::graph::run(&a),
+        Some(Command::Build(a)) => commands::build::run(&a),
+        Some(Command::Plan(a)) => commands::plan::run(&a),
+        Some(Command::Sim(a)) => commands::sim::run(&a),
+        Some(Command::Cache(c)) => commands::cache::run(&c),
         Some(Command::Completions { shell }) => {
             use clap::CommandFactory;
             clap_complete::generate(
@@ -40,7 +51,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             "`{}` is not implemented yet",
             command_name(&other)
         ))),
-        None => Err(Error::usage("`build` is not implemented yet")),
+        None => commands::build::run(&cli.build),
     }
 }
 

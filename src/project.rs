@@ -156,9 +156,7 @@ impl Project {
         let (findings, compiled) = self.check(candidates, ref_image);
         let errors = findings.iter().filter(|f| f.is_error()).count();
         if !quiet || errors > 0 {
-            for f in &findings {
-                eprintln!("{f}");
-            }
+            print_grouped(&findings);
         }
         match compiled {
             Some(c) if errors == 0 => Ok(c),
@@ -169,6 +167,37 @@ impl Project {
                 if errors == 1 { "" } else { "s" }
             ))
             .hint("fix them in PatchWork (`nbbuild validate` lists them again)")),
+        }
+    }
+}
+
+/// Print findings; a warning repeated on many nodes is shown once with a count.
+pub fn print_grouped(findings: &[Finding]) {
+    let mut seen: std::collections::BTreeMap<(&str, &str), usize> =
+        std::collections::BTreeMap::new();
+    for f in findings {
+        if !f.is_error() {
+            *seen.entry((f.code, f.message.as_str())).or_default() += 1;
+        }
+    }
+    let mut shown = std::collections::BTreeSet::new();
+    for f in findings {
+        if f.is_error() {
+            eprintln!("{f}");
+            continue;
+        }
+        let k = (f.code, f.message.as_str());
+        if !shown.insert(k) {
+            continue;
+        }
+        eprintln!("{f}");
+        let n = seen[&k];
+        if n > 1 {
+            eprintln!(
+                "  (and {} more node{} like it)",
+                n - 1,
+                if n == 2 { "" } else { "s" }
+            );
         }
     }
 }

@@ -32,10 +32,22 @@ fn tab(index: usize, first_scene: usize, count: usize, reference: &str) -> Value
     for k in 0..count {
         let s = first_scene + k + 1;
         let base = k * 7;
-        let (p, r, img, gate, vp, veo, vgate) = (base + 1, base + 2, base + 3, base + 4, base + 5, base + 6, base + 7);
+        let (p, r, img, gate, vp, veo, vgate) = (
+            base + 1,
+            base + 2,
+            base + 3,
+            base + 4,
+            base + 5,
+            base + 6,
+            base + 7,
+        );
         let l_prompt = link(&mut links, p, img, 0, "string");
         let anchor = k % 4 == 3;
-        let l_ref = if anchor { link(&mut links, base - 7 + 4, img, 1, "image") } else { link(&mut links, r, img, 1, "image") };
+        let l_ref = if anchor {
+            link(&mut links, base - 7 + 4, img, 1, "image")
+        } else {
+            link(&mut links, r, img, 1, "image")
+        };
         let l_gate = link(&mut links, img, gate, 0, "*");
         let l_vp = link(&mut links, vp, veo, 0, "string");
         let l_start = link(&mut links, gate, veo, 1, "image");

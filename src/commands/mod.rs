@@ -1,4 +1,9 @@
 //! One file per subcommand.
 
+pub mod build;
+pub mod cache;
 pub mod graph;
+pub mod plan;
+pub mod settings;
+pub mod sim;
 pub mod validate;

@@ -171,7 +171,10 @@ fn dynamic_rows_propagate_to_consumers() {
 fn synthetic_flows_are_valid_and_chain_anchors() {
     let v = nbbuild::synth::flow(10, "https://example.test/avatar.png");
     let flow = Flow::parse(&v.to_string()).unwrap();
-    let findings = nbbuild::flow::validate::validate(&flow, &nbbuild::flow::validate::ValidateOptions { candidates: 4 });
+    let findings = nbbuild::flow::validate::validate(
+        &flow,
+        &nbbuild::flow::validate::ValidateOptions { candidates: 4 },
+    );
     assert!(findings.is_empty(), "{findings:#?}");
     let c = compile_text(&v.to_string());
     assert_eq!(c.tasks.len(), 20);

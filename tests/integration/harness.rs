@@ -70,7 +70,12 @@ impl Test {
     pub fn fixture(self, name: &str, as_name: &str) -> Test {
         let refs = self.path().join("refs");
         std::fs::create_dir_all(&refs).unwrap();
-        for r in ["avatar.png", "product.png"] {
+        for r in [
+            "avatar.png",
+            "product.png",
+            "scene09-take1.png",
+            "scene09-take2.png",
+        ] {
             std::fs::copy(fixtures().join("refs").join(r), refs.join(r)).unwrap();
         }
         std::fs::copy(fixtures().join(name), self.path().join(as_name)).unwrap();
@@ -131,4 +136,121 @@ impl Test {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
+}
+
+/// A simulator running in the test process, on a loopback port, for the
+/// binary to talk to over real HTTP.
+pub struct Sim {
+    pub rt: tokio::runtime::Runtime,
+    pub handle: Option<nbbuild_sim::SimHandle>,
+    pub url: String,
+}
+
+/// Fast latencies for tests.
+pub fn fast_sim() -> nbbuild_sim::SimConfig {
+    nbbuild_sim::SimConfig {
+        image_latency_ms: 30,
+        video_latency_ms: 60,
+        ..Default::default()
+    }
+}
+
+impl Sim {
+    pub fn start(config: nbbuild_sim::SimConfig) -> Sim {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let handle = rt.block_on(nbbuild_sim::start(config, 0)).unwrap();
+        let url = handle.url();
+        Sim {
+            rt,
+            handle: Some(handle),
+            url,
+        }
+    }
+    pub fn stats(&self) -> nbbuild_sim::SimStats {
+        self.rt.block_on(self.handle.as_ref().unwrap().stats())
+    }
+    /// Like a G-Labs restart: every task id is forgotten.
+    pub fn restart(&self) {
+        self.rt.block_on(self.handle.as_ref().unwrap().restart());
+    }
+    pub fn submits(&self) -> u64 {
+        let s = self.stats();
+        s.image_submits + s.video_submits
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.rt.block_on(h.shutdown());
+        }
+    }
+}
+
+impl Test {
+    /// `nbbuild build` against `sim` with test-speed retries; extra args appended.
+    pub fn build(&self, sim: &Sim, extra: &[&str]) -> Run {
+        let mut args = vec![
+            "build",
+            "--server",
+            sim.url.as_str(),
+            "--json",
+            "--no-progress",
+        ];
+        args.extend_from_slice(extra);
+        let mut c = self.command(&args);
+        c.env("NBBUILD_BACKOFF_MS", "20");
+        let out = c.output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The newest generated flow.
+    pub fn generated(&self) -> serde_json::Value {
+        let dir = self.path().join("Generations");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "nbflow"))
+            .collect();
+        files.sort();
+        let p = files.last().expect("a generated flow");
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    }
+
+    pub fn errors_json(&self) -> Option<serde_json::Value> {
+        let p = self.path().join("Generations/errors.json");
+        p.exists()
+            .then(|| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
+    }
+}
+
+/// Properties of node `id` in tab `tab` of a flow document.
+pub fn props(v: &serde_json::Value, tab: usize, id: i64) -> serde_json::Value {
+    v["tabs"][tab]["graphData"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == id)
+        .unwrap()["properties"]
+        .clone()
+}
+
+/// Error kinds in errors.json, sorted.
+pub fn error_kinds(v: &serde_json::Value) -> Vec<String> {
+    let mut k: Vec<String> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
+    k.sort();
+    k
 }

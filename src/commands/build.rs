@@ -1,0 +1,229 @@
+//! `nbbuild build` (the default command): plan, say what it will spend,
+//! generate what is stale, write the outputs.
+
+use super::plan::{fmt_credits, make_plan, print_plan};
+use super::settings::Settings;
+use crate::cli::BuildArgs;
+use crate::error::{Error, ErrorKind, Result};
+use crate::exec::runner::Policy;
+use crate::exec::{ExecOptions, Executor, RunReport, TaskState};
+use crate::glabs::{ApiError, Client};
+use crate::output::{Layout, LocalUrls};
+use crate::progress::{Event, Fancy, Plain, Reporter, Silent};
+use serde_json::json;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub fn run(args: &BuildArgs) -> Result<i32> {
+    if args.dry_run {
+        return super::plan::run(args);
+    }
+    let started = Instant::now();
+    let s = Settings::resolve(args)?;
+    let compiled = Arc::new(s.compile()?);
+    let s = s.with_only(&compiled)?;
+    let store = Arc::new(s.open_store()?);
+    for n in store.notices() {
+        eprintln!("note: {n}");
+    }
+    let report: Arc<dyn Reporter> = if s.json && s.quiet {
+        Arc::new(Silent)
+    } else if std::io::stderr().is_terminal() && !s.no_progress && !s.quiet {
+        Arc::new(Fancy::new())
+    } else {
+        Arc::new(Plain {
+            verbose: s.verbose,
+            quiet: s.quiet,
+        })
+    };
+
+    // The plan comes first: what will run, why, and what it will cost.
+    let plan = make_plan(&s, &compiled, &store);
+    if !s.quiet {
+        print_plan(&compiled, &plan, false, &mut std::io::stderr());
+    }
+    if let Some(budget) = s.budget {
+        if plan.credits > budget + 1e-9 {
+            return Err(Error::usage(format!(
+                "the plan costs about {} credits, over the budget of {}",
+                fmt_credits(plan.credits),
+                fmt_credits(budget)
+            ))
+            .hint("raise --budget, or build part of the flow with --only / --mode images"));
+        }
+    }
+    let calls = plan.image_calls + plan.video_calls;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::internal(format!("cannot start the runtime: {e}")))?;
+    let (run_report, server_note) = runtime.block_on(async {
+        // Nothing stale: no server needed at all.
+        let sim;
+        let (base, key) = if calls == 0 {
+            sim = None;
+            ("http://127.0.0.1:9".to_string(), None)
+        } else if s.sim {
+            let h = nbbuild_sim::start(nbbuild_sim::SimConfig::default(), 0).await.map_err(|e| Error::env("cannot start the built-in simulator").cause(e.to_string()))?;
+            let url = h.url();
+            sim = Some(h);
+            (url, None)
+        } else {
+            sim = None;
+            match &s.server {
+                Some(u) => (u.clone(), s.api_key.clone()),
+                None => {
+                    return Err(Error::usage(format!("{calls} call(s) to make but no G-Labs server is configured"))
+                        .hint("pass --server URL (or set GLABS_SERVER) with GLABS_API_KEY, or --sim to use the built-in simulator"))
+                }
+            }
+        };
+        let client = Client::new(&base, key).map_err(|e| Error::internal(e.message()))?;
+        if calls > 0 {
+            check_server(&client).await?;
+        }
+        let opts = ExecOptions {
+            concurrency: s.concurrency as usize,
+            images_only: s.images_only,
+            only: s.only.clone(),
+            policy: policy_from_env(),
+            budget: s.budget,
+            prices: s.prices.clone(),
+        };
+        let exec = Executor::new(store.clone(), client, &s.project.dir, report.clone(), opts);
+        report.event(Event::Start { tasks: plan.stale().count(), calls, credits: plan.credits });
+        let ctx = exec.ctx.clone();
+        let interrupt = tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                ctx.interrupt();
+            }
+        });
+        let r = exec.run(compiled.clone()).await;
+        interrupt.abort();
+        let note = match &sim {
+            Some(h) => Some(h.stats().await),
+            None => None,
+        };
+        if let Some(h) = sim {
+            h.shutdown().await;
+        }
+        Ok::<_, Error>((r, note))
+    })?;
+    report.finish();
+    drop(runtime);
+
+    // Outputs, for everything that is done.
+    let layout = Layout::new(&s.out, &s.project.flow.name);
+    let written = crate::output::write(&store, &s.project.flow, &compiled, &run_report, &layout, &LocalUrls, chrono::Local::now()).map_err(|e| {
+        Error::io(format!("cannot write the outputs under {}", s.out.display()), &e).cause("every candidate that arrived is kept in the store: rerunning writes the outputs without new calls")
+    })?;
+    let count = |st: TaskState| run_report.outcomes.iter().filter(|o| o.state == st).count();
+    let failed = count(TaskState::Failed);
+    let skipped = count(TaskState::Skipped);
+    let summary = json!({
+        "flow": s.project.flow_path.display().to_string(),
+        "output": written.flow.as_ref().map(|p| p.display().to_string()),
+        "errors": written.errors.as_ref().map(|p| p.display().to_string()),
+        "tasks": {
+            "total": compiled.tasks.len(),
+            "fresh": count(TaskState::Fresh),
+            "built": count(TaskState::Built),
+            "failed": failed,
+            "skipped": skipped,
+        },
+        "calls": {"image": run_report.image_calls, "video": run_report.video_calls, "qa": 0},
+        "credits": run_report.credits,
+        "duration_ms": started.elapsed().as_millis() as u64,
+    });
+    let _ = store.append_run(&json!({"at": crate::exec::runner::now_ms(), "summary": summary}));
+    let _ = server_note;
+    if !s.quiet {
+        print_summary(&run_report, &written, &layout, compiled.tasks.len());
+    }
+    if s.json {
+        println!(
+            "{}",
+            serde_json::to_string(&summary).map_err(|e| Error::internal(e.to_string()))?
+        );
+    }
+    let not_run_by_stop = run_report.halted.is_some() && count(TaskState::NotRun) > 0;
+    Ok(
+        if failed + skipped > 0 || not_run_by_stop || run_report.interrupted {
+            1
+        } else {
+            0
+        },
+    )
+}
+
+fn print_summary(r: &RunReport, w: &crate::output::Written, layout: &Layout, total: usize) {
+    let count = |st: TaskState| r.outcomes.iter().filter(|o| o.state == st).count();
+    eprintln!(
+        "done: {total} tasks: {} built, {} fresh, {} failed, {} skipped, {} not run; {} image + {} video call(s), {} credits",
+        count(TaskState::Built),
+        count(TaskState::Fresh),
+        count(TaskState::Failed),
+        count(TaskState::Skipped),
+        count(TaskState::NotRun),
+        r.image_calls,
+        r.video_calls,
+        fmt_credits(r.credits)
+    );
+    if let Some(p) = &w.flow {
+        eprintln!("generated flow: {}", p.display());
+    }
+    eprintln!(
+        "assets: {} ({} files)",
+        layout.out.join("Assets").join(&layout.wf).display(),
+        w.assets
+    );
+    if w.assets > 0 {
+        eprintln!("warning: no mirror configured: the generated flow holds file:// URLs, which PatchWork cannot open");
+    }
+    if let Some(e) = &w.errors {
+        eprintln!("failures: {}", e.display());
+    }
+    if let Some(h) = &r.halted {
+        eprintln!("stopped early: {}", h.trim_start_matches("not started: "));
+    }
+}
+
+/// One clear error for a dead tunnel or a wrong key, before anything is spent.
+async fn check_server(client: &Client) -> Result<()> {
+    let mut health = client.health().await;
+    for wait in [200, 1000] {
+        match health {
+            Err(ApiError::Transient { .. }) => {
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                health = client.health().await;
+            }
+            _ => break,
+        }
+    }
+    match health {
+        Ok(_) => Ok(()),
+        Err(ApiError::Unauthorized) => Err(Error::new(ErrorKind::Environment, format!("G-Labs at {} refused the API key", client.base()))
+            .hint("check GLABS_API_KEY (or --api-key): it is the key shown in G-Labs' Webhook settings")),
+        Err(e @ ApiError::Down { .. }) => Err(Error::new(ErrorKind::Environment, format!("G-Labs is not reachable at {}", client.base()))
+            .cause(e.message())
+            .hint("is the G-Labs app running? A tunnel URL changes whenever the tunnel restarts: copy the new one into --server / GLABS_SERVER")),
+        Err(e) => Err(Error::new(ErrorKind::Environment, format!("G-Labs at {} is not healthy", client.base())).cause(e.message()).hint("try again in a minute, or check the G-Labs app")),
+    }
+}
+
+/// Retry timings. `NBBUILD_BACKOFF_MS` shortens the first backoff (tests and
+/// demos against the simulator); the defaults suit the real service.
+fn policy_from_env() -> Policy {
+    let mut p = Policy::default();
+    if let Some(ms) = std::env::var("NBBUILD_BACKOFF_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        p.backoff = Duration::from_millis(ms);
+        p.backoff_max = Duration::from_millis(ms.saturating_mul(8).max(1));
+    }
+    p
+}

@@ -1,0 +1,154 @@
+//! `nbbuild plan`: what a build would run, why, and what it would cost.
+//! Calls nothing; never writes the store.
+
+use super::settings::Settings;
+use crate::cli::BuildArgs;
+use crate::compile::{Compiled, TaskKind};
+use crate::error::{Error, Result};
+use crate::exec::inputs::Inputs;
+use crate::plan::{plan, Plan, PlanOptions, PlanView, Status};
+use nbbuild_cache::{Store, TaskRecord};
+use serde_json::json;
+use std::sync::Arc;
+
+/// The store (and reference files) as planning sees them.
+pub struct StoreView<'a> {
+    pub store: &'a Store,
+    pub inputs: &'a Inputs,
+}
+
+impl PlanView for StoreView<'_> {
+    fn record(&self, key: &str) -> Option<TaskRecord> {
+        self.store.task(key).ok().flatten()
+    }
+    fn previous(&self, label: &str) -> Option<(String, TaskRecord)> {
+        let mut found = self.store.find_by_name(label).ok()?;
+        found.sort_by_key(|(_, r)| r.updated);
+        found.pop()
+    }
+    fn file_hash(&self, path: &str) -> std::result::Result<String, String> {
+        self.inputs.file_hash(path)
+    }
+}
+
+pub fn make_plan(s: &Settings, compiled: &Compiled, store: &Arc<Store>) -> Plan {
+    let inputs = Inputs::new(store.clone(), &s.project.dir);
+    let view = StoreView {
+        store,
+        inputs: &inputs,
+    };
+    plan(
+        compiled,
+        &view,
+        &PlanOptions {
+            images_only: s.images_only,
+            only: s.only.as_ref(),
+            prices: &s.prices,
+        },
+    )
+}
+
+pub fn run(args: &BuildArgs) -> Result<i32> {
+    let s = Settings::resolve(args)?;
+    let compiled = s.compile()?;
+    let s = s.with_only(&compiled)?;
+    let store = Arc::new(s.open_store()?);
+    let p = make_plan(&s, &compiled, &store);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan_json(&s, &compiled, &p))
+                .map_err(|e| Error::internal(e.to_string()))?
+        );
+    } else {
+        print_plan(&compiled, &p, true, &mut std::io::stdout());
+    }
+    Ok(0)
+}
+
+pub fn plan_json(s: &Settings, compiled: &Compiled, p: &Plan) -> serde_json::Value {
+    let tasks: Vec<_> = p
+        .items
+        .iter()
+        .map(|i| {
+            let t = &compiled.tasks[i.task];
+            let (status, reason) = match &i.status {
+                Status::Fresh => ("fresh", serde_json::Value::Null),
+                Status::Stale(r) => ("stale", json!({"kind": r, "text": r.describe()})),
+                Status::Skipped { why } => ("skipped", json!({"text": why})),
+                Status::Blocked { why } => ("blocked", json!({"text": why})),
+            };
+            json!({
+                "name": i.name, "kind": i.kind, "tab": t.tab_name, "node_id": t.node_id, "title": t.title,
+                "row": t.row.map(|r| r + 1), "key": i.key, "status": status, "reason": reason,
+                "calls": i.calls, "credits": i.credits,
+            })
+        })
+        .collect();
+    json!({
+        "flow": s.project.flow_path.display().to_string(),
+        "tasks": tasks,
+        "summary": {
+            "total": p.items.len(),
+            "fresh": p.fresh_count(),
+            "stale": p.stale().count(),
+        },
+        "calls": {"image": p.image_calls, "video": p.video_calls},
+        "credits": p.credits,
+    })
+}
+
+/// The plan as people read it; `all` lists fresh tasks too.
+pub fn print_plan(compiled: &Compiled, p: &Plan, all: bool, out: &mut dyn std::io::Write) {
+    for i in &p.items {
+        let t = &compiled.tasks[i.task];
+        let kind = if t.kind == TaskKind::Image {
+            "image"
+        } else {
+            "video"
+        };
+        let line = match &i.status {
+            Status::Fresh if !all => continue,
+            Status::Fresh => format!("  fresh    {kind} {}", i.name),
+            Status::Stale(r) => format!(
+                "  stale    {kind} {}: {} ({} call{})",
+                i.name,
+                r.describe(),
+                i.calls,
+                if i.calls == 1 { "" } else { "s" }
+            ),
+            Status::Skipped { why } if !all => {
+                let _ = why;
+                continue;
+            }
+            Status::Skipped { why } => format!("  skipped  {kind} {}: {why}", i.name),
+            Status::Blocked { why } => format!("  blocked  {kind} {}: {why}", i.name),
+        };
+        let _ = writeln!(out, "{line}");
+    }
+    let stale = p.stale().count();
+    let _ = writeln!(
+        out,
+        "plan: {} task{}, {} fresh, {} to build: {} image + {} video call{}, about {} credits",
+        p.items.len(),
+        if p.items.len() == 1 { "" } else { "s" },
+        p.fresh_count(),
+        stale,
+        p.image_calls,
+        p.video_calls,
+        if p.image_calls + p.video_calls == 1 {
+            ""
+        } else {
+            "s"
+        },
+        fmt_credits(p.credits)
+    );
+}
+
+pub fn fmt_credits(c: f64) -> String {
+    if (c - c.round()).abs() < 1e-9 {
+        format!("{c:.0}")
+    } else {
+        format!("{c:.1}")
+    }
+}

@@ -1,0 +1,39 @@
+//! `nbbuild sim`: the G-Labs simulator on loopback.
+
+use crate::cli::SimArgs;
+use crate::error::{Error, Result};
+
+pub fn config(a: &SimArgs) -> nbbuild_sim::SimConfig {
+    nbbuild_sim::SimConfig {
+        api_key: a.api_key.clone(),
+        image_latency_ms: a.latency_ms,
+        video_latency_ms: a
+            .video_latency_ms
+            .unwrap_or(a.latency_ms.saturating_mul(10)),
+        flaw_rate: a.flaw_rate,
+        rate_limit_every: a.rate_limit_every,
+        error_rate: a.error_rate,
+        policy_word: a.policy_word.clone(),
+        timeout_word: a.timeout_word.clone(),
+        lose_every: a.lose_every,
+        drop_rate: a.drop_rate,
+        die_after_submits: a.die_after,
+        seed: a.seed,
+        ..nbbuild_sim::SimConfig::default()
+    }
+}
+
+pub fn run(a: &SimArgs) -> Result<i32> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::internal(e.to_string()))?;
+    rt.block_on(nbbuild_sim::serve_forever(config(a), a.port))
+        .map_err(|e| {
+            Error::env(format!("cannot serve on 127.0.0.1:{}", a.port))
+                .cause(e.to_string())
+                .hint("is the port in use? pass --port N (0 picks a free one)")
+        })?;
+    Ok(0)
+}

@@ -1,0 +1,191 @@
+//! Input images: their identity for the key, and their bytes for the request.
+//!
+//! Local files are identified by the blake3 of their bytes (the store
+//! remembers (path, size, mtime) -> hash, so unchanged files are not
+//! re-hashed); http(s) references are downloaded once and kept in the
+//! store; picks nbbuild made are store objects already.
+
+use crate::glabs::RefImage;
+use base64::Engine;
+use nbbuild_cache::Store;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Largest reference image accepted (G-Labs bodies are at most 50 MiB).
+pub const MAX_REF_BYTES: u64 = 30 * 1024 * 1024;
+
+pub struct Inputs {
+    store: Arc<Store>,
+    dir: PathBuf,
+    http: reqwest::Client,
+    bytes: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+}
+
+impl Inputs {
+    pub fn new(store: Arc<Store>, dir: &Path) -> Inputs {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap_or_default();
+        Inputs {
+            store,
+            dir: dir.to_path_buf(),
+            http,
+            bytes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn resolve(&self, p: &str) -> PathBuf {
+        let p = p.strip_prefix("file://").unwrap_or(p);
+        let path = Path::new(p);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.dir.join(path)
+        }
+    }
+
+    /// blake3 of a local file's bytes, from the store's cache when the file
+    /// has not changed.
+    pub fn file_hash(&self, p: &str) -> Result<String, String> {
+        let path = self.resolve(p);
+        let meta = std::fs::metadata(&path)
+            .map_err(|e| format!("cannot read reference image {}: {e}", path.display()))?;
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or(0);
+        let canon = path.canonicalize().unwrap_or(path.clone());
+        if let Ok(Some(h)) = self.store.file_hash(&canon, meta.len(), mtime) {
+            return Ok(h);
+        }
+        let (h, _) = nbbuild_cache::hash_file(&path)
+            .map_err(|e| format!("cannot read reference image {}: {e}", path.display()))?;
+        let _ = self.store.put_file_hash(&canon, meta.len(), mtime, &h);
+        Ok(h)
+    }
+
+    fn cached(&self, k: &str) -> Option<Arc<Vec<u8>>> {
+        self.bytes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(k)
+            .cloned()
+    }
+
+    fn remember(&self, k: &str, b: Vec<u8>) -> Arc<Vec<u8>> {
+        let b = Arc::new(b);
+        self.bytes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(k.to_string(), b.clone());
+        b
+    }
+
+    pub fn file_bytes(&self, p: &str) -> Result<RefImage, String> {
+        let path = self.resolve(p);
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("ref.png")
+            .to_string();
+        let key = format!("file:{}", path.display());
+        if let Some(b) = self.cached(&key) {
+            return Ok(RefImage { name, bytes: b });
+        }
+        let meta = std::fs::metadata(&path)
+            .map_err(|e| format!("cannot read reference image {}: {e}", path.display()))?;
+        if meta.len() > MAX_REF_BYTES {
+            return Err(format!(
+                "reference image {} is {} MB; the limit is {} MB",
+                path.display(),
+                meta.len() / 1_000_000,
+                MAX_REF_BYTES / 1_000_000
+            ));
+        }
+        let b = std::fs::read(&path)
+            .map_err(|e| format!("cannot read reference image {}: {e}", path.display()))?;
+        Ok(RefImage {
+            name,
+            bytes: self.remember(&key, b),
+        })
+    }
+
+    pub fn object_bytes(&self, object: &str, name: &str) -> Result<RefImage, String> {
+        let key = format!("object:{object}");
+        if let Some(b) = self.cached(&key) {
+            return Ok(RefImage {
+                name: name.into(),
+                bytes: b,
+            });
+        }
+        let b = self
+            .store
+            .read_object(object, false)
+            .map_err(|e| format!("stored candidate {object} cannot be read: {e}"))?;
+        Ok(RefImage {
+            name: name.into(),
+            bytes: self.remember(&key, b),
+        })
+    }
+
+    /// Bytes behind a URL: `file://` and `data:` locally, http(s) downloaded
+    /// once and kept in the store.
+    pub async fn url_bytes(&self, url: &str) -> Result<RefImage, String> {
+        let lower = url.to_ascii_lowercase();
+        let name = url
+            .rsplit('/')
+            .next()
+            .filter(|n| !n.is_empty() && n.len() < 100)
+            .unwrap_or("ref.png")
+            .to_string();
+        if lower.starts_with("file://") {
+            return self.file_bytes(url);
+        }
+        if lower.starts_with("data:") {
+            let data = url.split_once(',').map(|(_, d)| d).unwrap_or("");
+            let b = base64::engine::general_purpose::STANDARD
+                .decode(data.trim())
+                .map_err(|e| format!("data URL is not base64: {e}"))?;
+            return Ok(RefImage {
+                name: "ref.png".into(),
+                bytes: Arc::new(b),
+            });
+        }
+        if let Some(b) = self.cached(url) {
+            return Ok(RefImage { name, bytes: b });
+        }
+        if let Ok(Some(obj)) = self.store.url_object(url) {
+            if let Ok(b) = self.store.read_object(&obj, false) {
+                return Ok(RefImage {
+                    name,
+                    bytes: self.remember(url, b),
+                });
+            }
+        }
+        let resp = self.http.get(url).send().await.map_err(|e| {
+            format!("cannot download reference {url}: {} (G-Labs needs the bytes, so nbbuild fetches URL references once and keeps them in the store)", crate::glabs::client::describe(&e))
+        })?;
+        if !resp.status().is_success() {
+            return Err(format!(
+                "cannot download reference {url}: HTTP {}",
+                resp.status()
+            ));
+        }
+        let b = crate::glabs::client::read_limited(resp, MAX_REF_BYTES)
+            .await
+            .map_err(|e| format!("reference {url}: {e}"))?;
+        if let Ok(obj) = self.store.put_bytes(&b) {
+            let _ = self.store.put_url_object(url, &obj);
+        }
+        Ok(RefImage {
+            name,
+            bytes: self.remember(url, b),
+        })
+    }
+}

@@ -1,0 +1,501 @@
+//! The executor: the scheduler decides what runs when (dependency order,
+//! the concurrency cap), the runner (`runner.rs`) runs one candidate.
+//!
+//! Every task gets a tokio task that waits for its inputs, computes its key,
+//! and either finds it fresh in the store or generates the missing
+//! candidates. At most `concurrency` candidates hold a G-Labs slot at once
+//! (a semaphore permit from submit to download).
+
+pub mod inputs;
+pub mod runner;
+pub mod state;
+
+use crate::compile::{Compiled, InputSource, Task, TaskKind};
+use crate::glabs::{Client, FailureKind, GenRequest, RefImage};
+use crate::key::{ImageId, ImageInput, Preimage};
+use crate::progress::{Event, Reporter};
+use inputs::Inputs;
+use nbbuild_cache::{Store, TaskRecord};
+use runner::{CandidateJob, Policy};
+pub use state::{Failure, TaskOutcome, TaskState};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{watch, Notify, Semaphore};
+
+/// How a run treats each task.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    pub concurrency: usize,
+    /// `--mode images`: video tasks are not run.
+    pub images_only: bool,
+    /// `--only`: these tasks are re-rolled; nothing else is generated except
+    /// inputs of theirs that the store lacks.
+    pub only: Option<BTreeSet<usize>>,
+    pub policy: Policy,
+    /// Stop launching once this many credits would be spent.
+    pub budget: Option<f64>,
+    pub prices: crate::plan::Prices,
+}
+
+/// Shared by every task of a run.
+pub struct Ctx {
+    pub store: Arc<Store>,
+    pub client: Client,
+    pub inputs: Inputs,
+    pub report: Arc<dyn Reporter>,
+    pub policy: Policy,
+    pub slots: Arc<Semaphore>,
+    pub image_calls: AtomicU64,
+    pub video_calls: AtomicU64,
+    pub stored: AtomicU64,
+    spent_milli: AtomicU64,
+    budget: Option<f64>,
+    prices: crate::plan::Prices,
+    /// Ctrl-C: stop launching and stop polling.
+    interrupted: AtomicBool,
+    /// Why nothing more is launched (server down, store failing, Ctrl-C).
+    halted: Mutex<Option<String>>,
+    wake: Notify,
+}
+
+impl Ctx {
+    pub fn stopping(&self) -> bool {
+        self.halted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+    pub fn interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+    pub fn stop_reason(&self) -> String {
+        self.halted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_else(|| "stopped".into())
+    }
+    /// Stop launching new work (the first reason is kept).
+    pub fn halt(&self, why: &str) {
+        let mut h = self.halted.lock().unwrap_or_else(|e| e.into_inner());
+        if h.is_none() {
+            *h = Some(format!("not started: {why}"));
+            drop(h);
+            self.report.event(Event::Warn(format!(
+                "{why}: no new work is launched; what arrived is kept"
+            )));
+        }
+    }
+    /// Ctrl-C.
+    pub fn interrupt(&self) {
+        self.interrupted.store(true, Ordering::SeqCst);
+        self.halt("interrupted");
+        self.wake.notify_waiters();
+    }
+    /// Sleep, cut short by Ctrl-C.
+    pub async fn sleep(&self, d: Duration) {
+        if d.is_zero() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = self.wake.notified() => {}
+        }
+    }
+    pub fn count_call(&self, kind: TaskKind, model: &str) {
+        match kind {
+            TaskKind::Image => self.image_calls.fetch_add(1, Ordering::SeqCst),
+            TaskKind::Video => self.video_calls.fetch_add(1, Ordering::SeqCst),
+        };
+        let milli = (self.prices.of(model) * 1000.0).round() as u64;
+        self.spent_milli.fetch_add(milli, Ordering::SeqCst);
+    }
+    pub fn spent(&self) -> f64 {
+        self.spent_milli.load(Ordering::SeqCst) as f64 / 1000.0
+    }
+    /// Some(message) when one more call of `model` would pass the budget.
+    pub fn over_budget(&self, model: &str) -> Option<String> {
+        let budget = self.budget?;
+        let next = self.spent() + self.prices.of(model);
+        (next > budget + 1e-9).then(|| {
+            format!(
+                "not started: the budget of {budget} credits would be passed ({:.0} spent)",
+                self.spent()
+            )
+        })
+    }
+}
+
+pub struct RunReport {
+    pub outcomes: Vec<TaskOutcome>,
+    pub image_calls: u64,
+    pub video_calls: u64,
+    pub credits: f64,
+    pub interrupted: bool,
+    pub halted: Option<String>,
+}
+
+pub struct Executor {
+    pub ctx: Arc<Ctx>,
+    pub opts: ExecOptions,
+}
+
+impl Executor {
+    pub fn new(
+        store: Arc<Store>,
+        client: Client,
+        dir: &std::path::Path,
+        report: Arc<dyn Reporter>,
+        opts: ExecOptions,
+    ) -> Executor {
+        let ctx = Ctx {
+            inputs: Inputs::new(store.clone(), dir),
+            store,
+            client,
+            report,
+            policy: opts.policy.clone(),
+            slots: Arc::new(Semaphore::new(opts.concurrency.max(1))),
+            image_calls: AtomicU64::new(0),
+            video_calls: AtomicU64::new(0),
+            stored: AtomicU64::new(0),
+            spent_milli: AtomicU64::new(0),
+            budget: opts.budget,
+            prices: opts.prices.clone(),
+            interrupted: AtomicBool::new(false),
+            halted: Mutex::new(None),
+            wake: Notify::new(),
+        };
+        Executor {
+            ctx: Arc::new(ctx),
+            opts,
+        }
+    }
+
+    /// Run every task of `compiled`; returns when all reached a final state.
+    pub async fn run(&self, compiled: Arc<Compiled>) -> RunReport {
+        let n = compiled.tasks.len();
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..n)
+            .map(|_| watch::channel::<Option<TaskOutcome>>(None))
+            .unzip();
+        let needed = self.needed(&compiled);
+        let mut set = tokio::task::JoinSet::new();
+        for (i, tx) in senders.into_iter().enumerate() {
+            let ctx = self.ctx.clone();
+            let compiled = compiled.clone();
+            let deps: Vec<(usize, watch::Receiver<Option<TaskOutcome>>)> = compiled.tasks[i]
+                .deps()
+                .map(|d| (d, receivers[d].clone()))
+                .collect();
+            let mode = self.mode_of(&compiled.tasks[i], &needed);
+            set.spawn(async move {
+                let outcome = run_task(&ctx, &compiled.tasks[i], deps, mode).await;
+                ctx.report.event(Event::TaskDone {
+                    task: compiled.tasks[i].label(),
+                    state: outcome.state.as_str(),
+                    note: outcome.note.clone(),
+                });
+                let _ = tx.send(Some(outcome));
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            if let Err(e) = r {
+                if e.is_panic() {
+                    self.ctx.halt("an internal error stopped one task");
+                }
+            }
+        }
+        let outcomes = receivers
+            .iter()
+            .map(|r| {
+                r.borrow()
+                    .clone()
+                    .unwrap_or_else(|| TaskOutcome::new(TaskState::NotRun))
+            })
+            .collect();
+        RunReport {
+            outcomes,
+            image_calls: self.ctx.image_calls.load(Ordering::SeqCst),
+            video_calls: self.ctx.video_calls.load(Ordering::SeqCst),
+            credits: self.ctx.spent(),
+            interrupted: self.ctx.interrupted(),
+            halted: self
+                .ctx
+                .halted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
+    }
+
+    /// With `--only`: the selected tasks and every task they (transitively) consume.
+    fn needed(&self, c: &Compiled) -> Option<BTreeSet<usize>> {
+        let only = self.opts.only.as_ref()?;
+        let mut needed = BTreeSet::new();
+        let mut stack: Vec<usize> = only.iter().copied().collect();
+        while let Some(t) = stack.pop() {
+            if needed.insert(t) {
+                stack.extend(c.tasks[t].deps());
+            }
+        }
+        Some(needed)
+    }
+
+    fn mode_of(&self, t: &Task, needed: &Option<BTreeSet<usize>>) -> RunMode {
+        if self.opts.images_only && t.kind == TaskKind::Video {
+            return RunMode::Skip("--mode images");
+        }
+        match (&self.opts.only, needed) {
+            (Some(only), _) if only.contains(&t.index) => RunMode::Force,
+            (Some(_), Some(needed)) if needed.contains(&t.index) => RunMode::IfMissing,
+            (Some(_), _) => RunMode::Skip("not selected by --only"),
+            _ => RunMode::Normal,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum RunMode {
+    /// Build when stale.
+    Normal,
+    /// Re-roll even when fresh (`--only`).
+    Force,
+    /// An input of a forced task: use what the store holds, build only if it holds nothing.
+    IfMissing,
+    /// Not part of this run; the store's candidates (if any) are reported.
+    Skip(&'static str),
+}
+
+/// Whether a record's candidate set is complete and acceptable.
+pub fn complete(rec: &TaskRecord, candidates: u32) -> bool {
+    (0..candidates).all(|s| {
+        rec.candidate(s)
+            .is_some_and(|c| c.qa.as_ref().is_none_or(|v| v.verdict != "flagged"))
+    })
+}
+
+async fn run_task(
+    ctx: &Ctx,
+    task: &Task,
+    deps: Vec<(usize, watch::Receiver<Option<TaskOutcome>>)>,
+    mode: RunMode,
+) -> TaskOutcome {
+    // 1. Wait for inputs.
+    let mut picks = std::collections::BTreeMap::new();
+    for (d, mut rx) in deps {
+        let outcome = match rx.wait_for(|o| o.is_some()).await {
+            Ok(v) => v
+                .clone()
+                .unwrap_or_else(|| TaskOutcome::new(TaskState::NotRun)),
+            Err(_) => TaskOutcome::new(TaskState::NotRun),
+        };
+        match (outcome.usable(), outcome.pick()) {
+            (true, Some(c)) => {
+                picks.insert(d, c.object.clone());
+            }
+            _ => {
+                let mut o = TaskOutcome::new(
+                    if matches!(outcome.state, TaskState::Failed | TaskState::Skipped) {
+                        TaskState::Skipped
+                    } else {
+                        TaskState::NotRun
+                    },
+                );
+                o.note = "an input task has no result".into();
+                if o.state == TaskState::Skipped {
+                    o.failures.push(Failure {
+                        candidate: None,
+                        kind: FailureKind::SkippedUpstreamFailed,
+                        attempts: 0,
+                        message: "an input task failed".into(),
+                    });
+                }
+                return o;
+            }
+        }
+    }
+    // 2. The key.
+    let mut images = Vec::new();
+    for inp in &task.inputs {
+        let id = match &inp.source {
+            InputSource::File(p) => match ctx.inputs.file_hash(p) {
+                Ok(h) => ImageId::Bytes { blake3: h },
+                Err(m) => return failed(None, FailureKind::ApiError, m),
+            },
+            InputSource::Url(u) => ImageId::Url { url: u.clone() },
+            InputSource::Task(d) => ImageId::Bytes {
+                blake3: picks[d].clone(),
+            },
+        };
+        images.push(ImageInput { slot: inp.slot, id });
+    }
+    let preimage = Preimage::new(task, images);
+    let key = preimage.key();
+    let label = task.label();
+    // A task this run leaves alone gets no record: only look.
+    let rec = match mode {
+        RunMode::Skip(_) => ctx.store.task(&key).map(Option::unwrap_or_default),
+        _ => ctx.store.ensure_task(&key, &label, &preimage.to_value()),
+    };
+    let rec = match rec {
+        Ok(r) => r,
+        Err(e) => {
+            ctx.halt(&format!("the store failed: {e}"));
+            return failed(Some(key), FailureKind::ApiError, format!("store: {e}"));
+        }
+    };
+    let n = task.params.candidates;
+    let fresh = complete(&rec, n);
+    let current = |rec: &TaskRecord| {
+        rec.candidates
+            .iter()
+            .filter(|c| c.slot < n)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let (reroll, note) = match mode {
+        RunMode::Skip(why) => {
+            let mut o = TaskOutcome::new(if fresh {
+                TaskState::Fresh
+            } else {
+                TaskState::NotRun
+            });
+            o.key = Some(key);
+            o.candidates = current(&rec);
+            if !fresh {
+                o.note = why.into();
+            }
+            return o;
+        }
+        RunMode::Normal if fresh => return fresh_outcome(key, current(&rec)),
+        RunMode::IfMissing if !rec.candidates.is_empty() => {
+            let mut o = fresh_outcome(key, current(&rec));
+            if !fresh {
+                o.state = TaskState::NotRun;
+                o.note = "input of an --only task: kept as stored".into();
+            }
+            return o;
+        }
+        RunMode::Force => (!rec.candidates.is_empty(), "re-roll (--only)".to_string()),
+        _ if rec.candidates.is_empty() && rec.in_flight.is_empty() => (false, "new".to_string()),
+        _ => (
+            false,
+            format!(
+                "{} of {n} candidates missing",
+                (0..n).filter(|s| rec.candidate(*s).is_none()).count()
+            ),
+        ),
+    };
+    if ctx.stopping() {
+        let mut o = TaskOutcome::new(TaskState::NotRun);
+        o.key = Some(key);
+        o.candidates = current(&rec);
+        o.note = ctx.stop_reason();
+        return o;
+    }
+    let rec = if reroll {
+        match ctx
+            .store
+            .start_reroll(&key, "re-roll (--only)")
+            .and_then(|_| ctx.store.task(&key))
+        {
+            Ok(Some(r)) => r,
+            Ok(None) => rec,
+            Err(e) => return failed(Some(key), FailureKind::ApiError, format!("store: {e}")),
+        }
+    } else {
+        rec
+    };
+    // 3. Input bytes, then one job per missing candidate.
+    let mut refs: Vec<RefImage> = Vec::new();
+    for inp in &task.inputs {
+        let r = match &inp.source {
+            InputSource::File(p) => ctx.inputs.file_bytes(p),
+            InputSource::Url(u) => ctx.inputs.url_bytes(u).await,
+            InputSource::Task(d) => ctx
+                .inputs
+                .object_bytes(&picks[d], &format!("input-{}.png", inp.slot)),
+        };
+        match r {
+            Ok(r) => refs.push(r),
+            Err(m) => return failed(Some(key), FailureKind::ApiError, m),
+        }
+    }
+    let request = Arc::new(GenRequest::new(task, &refs));
+    let timeout = Duration::from_millis(task.params.timeout_ms);
+    let mut jobs = Vec::new();
+    for slot in 0..n {
+        if rec.candidate(slot).is_some() {
+            continue;
+        }
+        jobs.push(runner::run(
+            ctx,
+            CandidateJob {
+                task: label.clone(),
+                key: key.clone(),
+                slot,
+                kind: task.kind,
+                model: task.params.model.clone(),
+                timeout,
+                request: request.clone(),
+                resume: rec.in_flight_for(slot).cloned(),
+            },
+        ));
+    }
+    let results = futures_util::future::join_all(jobs).await;
+    let mut failures = Vec::new();
+    for r in results {
+        if let Err(f) = r {
+            ctx.report.event(Event::CandidateFailed {
+                task: label.clone(),
+                slot: f.candidate.unwrap_or(0),
+                why: f.message.clone(),
+            });
+            failures.push(f);
+        }
+    }
+    let rec = ctx.store.task(&key).ok().flatten().unwrap_or(rec);
+    let mut o = TaskOutcome::new(if failures.is_empty() {
+        TaskState::Built
+    } else {
+        TaskState::Failed
+    });
+    o.key = Some(key);
+    o.candidates = current(&rec);
+    o.note = note;
+    // Not started because the run stopped: not a failure of the task.
+    if !failures.is_empty()
+        && failures
+            .iter()
+            .all(|f| f.message.starts_with("not started:"))
+        && !failures
+            .iter()
+            .any(|f| f.kind == FailureKind::ConnectionRefused)
+    {
+        o.state = TaskState::NotRun;
+        o.note = failures[0].message.clone();
+        failures.clear();
+    }
+    o.failures = failures;
+    o
+}
+
+fn fresh_outcome(key: String, candidates: Vec<nbbuild_cache::Candidate>) -> TaskOutcome {
+    let mut o = TaskOutcome::new(TaskState::Fresh);
+    o.key = Some(key);
+    o.candidates = candidates;
+    o
+}
+
+fn failed(key: Option<String>, kind: FailureKind, message: String) -> TaskOutcome {
+    let mut o = TaskOutcome::new(TaskState::Failed);
+    o.key = key;
+    o.failures.push(Failure {
+        candidate: None,
+        kind,
+        attempts: 0,
+        message,
+    });
+    o
+}

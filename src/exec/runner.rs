@@ -1,0 +1,446 @@
+//! Runs one candidate: submit, record the G-Labs task id, poll, download,
+//! check, commit. Knows nothing of the graph; the scheduler calls it.
+
+use super::state::Failure;
+use super::Ctx;
+use crate::compile::TaskKind;
+use crate::glabs::client::classify_task_error;
+use crate::glabs::{ApiError, FailureKind, GenRequest, RemoteStatus};
+use crate::progress::Event;
+use nbbuild_cache::{Candidate, InFlight};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Retry and polling settings.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Submissions per candidate for transient failures (429, 5xx, network, bad file).
+    pub attempts: u32,
+    /// First backoff; doubles per attempt, with jitter.
+    pub backoff: Duration,
+    pub backoff_max: Duration,
+    pub poll_start: Duration,
+    pub poll_max: Duration,
+    /// Largest file accepted from G-Labs.
+    pub download_limit: u64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            attempts: 3,
+            backoff: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(60),
+            poll_start: Duration::from_millis(100),
+            poll_max: Duration::from_secs(5),
+            download_limit: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+impl Policy {
+    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(r) = retry_after {
+            return r.min(self.backoff_max);
+        }
+        let exp = self
+            .backoff
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(10));
+        let jitter = exp.mul_f64(fastrand::f64() * 0.5);
+        (exp + jitter).min(self.backoff_max)
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub struct CandidateJob {
+    pub task: String,
+    pub key: String,
+    pub slot: u32,
+    pub kind: TaskKind,
+    pub model: String,
+    pub timeout: Duration,
+    pub request: Arc<GenRequest>,
+    /// A G-Labs task an earlier run submitted for this slot.
+    pub resume: Option<InFlight>,
+}
+
+enum Step {
+    /// A transient failure: retry after a backoff while the budget lasts.
+    Retry {
+        why: String,
+        retry_after: Option<Duration>,
+    },
+    /// Resubmit at once (content policy once, lost tasks), outside the transient budget.
+    Again {
+        why: String,
+    },
+    Fail(FailureKind, String),
+}
+
+/// Generate one candidate. `Ok` once it is durable in the store.
+pub async fn run(ctx: &Ctx, job: CandidateJob) -> Result<Candidate, Failure> {
+    // Submissions made for this candidate (also by an earlier run); what
+    // errors.json reports as `attempts`.
+    let mut attempt = job.resume.as_ref().map(|f| f.attempt).unwrap_or(0);
+    // Retry budgets: transient failures, content-policy rejections, lost tasks.
+    let mut transient = 0;
+    let mut policy_retries = 0;
+    let mut lost = 0;
+    let mut remote = job
+        .resume
+        .as_ref()
+        .map(|f| (f.remote_task.clone(), f.submitted));
+    let fail = |kind, attempts, message: String| Failure {
+        candidate: Some(job.slot),
+        kind,
+        attempts,
+        message,
+    };
+    loop {
+        let permit = ctx
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| fail(FailureKind::ApiError, attempt, "scheduler closed".into()))?;
+        let (id, submitted) = match remote.take() {
+            Some((id, submitted)) => {
+                ctx.report.event(Event::Reattached {
+                    task: job.task.clone(),
+                    slot: job.slot,
+                });
+                (id, submitted)
+            }
+            None => {
+                if ctx.stopping() {
+                    return Err(fail(FailureKind::ApiError, attempt, ctx.stop_reason()));
+                }
+                if let Some(msg) = ctx.over_budget(&job.model) {
+                    return Err(fail(FailureKind::ApiError, attempt, msg));
+                }
+                attempt += 1;
+                ctx.report.event(Event::Submitted {
+                    task: job.task.clone(),
+                    slot: job.slot,
+                    attempt,
+                });
+                match ctx.client.submit(&job.request).await {
+                    Ok(id) => {
+                        ctx.count_call(job.kind, &job.model);
+                        let f = InFlight {
+                            slot: job.slot,
+                            remote_task: id.clone(),
+                            attempt,
+                            submitted: now_ms(),
+                        };
+                        let submitted = f.submitted;
+                        let store = ctx.store.clone();
+                        let key = job.key.clone();
+                        // Recorded before polling: a rerun after a crash re-attaches instead of paying again.
+                        let rec = tokio::task::spawn_blocking(move || {
+                            store.record_in_flight(&key, f.slot, f)
+                        })
+                        .await;
+                        if let Ok(Err(e)) | Err(e) =
+                            rec.map_err(|e| nbbuild_cache::StoreError::Db(e.to_string()))
+                        {
+                            return Err(fail(
+                                FailureKind::ApiError,
+                                attempt,
+                                format!("cannot record the G-Labs task in the store: {e}"),
+                            ));
+                        }
+                        (id, submitted)
+                    }
+                    Err(e) => {
+                        drop(permit);
+                        match on_error(ctx, &e) {
+                            Step::Retry { why, retry_after }
+                                if transient + 1 < ctx.policy.attempts && !ctx.stopping() =>
+                            {
+                                transient += 1;
+                                let wait = ctx.policy.backoff(transient, retry_after);
+                                ctx.report.event(Event::Retry {
+                                    task: job.task.clone(),
+                                    slot: job.slot,
+                                    attempt,
+                                    why,
+                                    wait,
+                                });
+                                ctx.sleep(wait).await;
+                                continue;
+                            }
+                            Step::Retry { why, .. } | Step::Again { why } => {
+                                return Err(fail(e.kind(), attempt, why))
+                            }
+                            Step::Fail(kind, msg) => return Err(fail(kind, attempt, msg)),
+                        }
+                    }
+                }
+            }
+        };
+        // Poll until the task ends, our timeout passes, or the run stops.
+        let outcome = poll(ctx, &job, &id, submitted).await;
+        let step = match outcome {
+            Polled::Done(results) => match fetch(ctx, &job, &results).await {
+                Ok(bytes) => {
+                    let cand = commit(ctx, &job, &id, bytes)
+                        .await
+                        .map_err(|m| fail(FailureKind::ApiError, attempt, m))?;
+                    drop(permit);
+                    return Ok(cand);
+                }
+                Err(why) => Step::Retry {
+                    why,
+                    retry_after: None,
+                },
+            },
+            Polled::Failed {
+                code,
+                error,
+                detail,
+            } => match classify_task_error(code, &error, &detail) {
+                ApiError::Permanent {
+                    kind: FailureKind::ContentPolicy,
+                    message,
+                } if policy_retries == 0 => {
+                    // Content policy: once more, then permanent.
+                    policy_retries += 1;
+                    Step::Again { why: message }
+                }
+                e => on_error(ctx, &e),
+            },
+            Polled::Lost => {
+                lost += 1;
+                if lost <= ctx.policy.attempts {
+                    // G-Labs restarted: resubmit without spending a transient retry.
+                    Step::Again {
+                        why: "G-Labs forgot the task (restarted?): resubmitting".into(),
+                    }
+                } else {
+                    Step::Fail(
+                        FailureKind::ApiError,
+                        "G-Labs keeps losing this task".into(),
+                    )
+                }
+            }
+            Polled::TimedOut => {
+                ctx.client.stop(&id).await;
+                Step::Fail(
+                    FailureKind::Timeout,
+                    format!(
+                        "no result after {}s (the node's timeout)",
+                        job.timeout.as_secs()
+                    ),
+                )
+            }
+            Polled::Error(e) => on_error(ctx, &e),
+            Polled::Stopped => {
+                // Keep the in-flight record: the next run re-attaches to it.
+                return Err(fail(FailureKind::ApiError, attempt, ctx.stop_reason()));
+            }
+        };
+        drop(permit);
+        // The G-Labs task is over (or abandoned): forget it.
+        let store = ctx.store.clone();
+        let (key, slot) = (job.key.clone(), job.slot);
+        let _ = tokio::task::spawn_blocking(move || store.clear_in_flight(&key, slot)).await;
+        match step {
+            Step::Again { why } if !ctx.stopping() => {
+                ctx.report.event(Event::Retry {
+                    task: job.task.clone(),
+                    slot: job.slot,
+                    attempt,
+                    why,
+                    wait: Duration::ZERO,
+                });
+            }
+            Step::Again { why } => return Err(fail(FailureKind::ApiError, attempt, why)),
+            Step::Retry { why, retry_after }
+                if transient + 1 < ctx.policy.attempts && !ctx.stopping() =>
+            {
+                transient += 1;
+                let wait = ctx.policy.backoff(transient, retry_after);
+                ctx.report.event(Event::Retry {
+                    task: job.task.clone(),
+                    slot: job.slot,
+                    attempt,
+                    why,
+                    wait,
+                });
+                ctx.sleep(wait).await;
+            }
+            Step::Retry { why, .. } => return Err(fail(FailureKind::ApiError, attempt, why)),
+            Step::Fail(kind, msg) => return Err(fail(kind, attempt, msg)),
+        }
+    }
+}
+
+fn on_error(ctx: &Ctx, e: &ApiError) -> Step {
+    match e {
+        ApiError::Transient {
+            message,
+            retry_after,
+        } => Step::Retry {
+            why: message.clone(),
+            retry_after: *retry_after,
+        },
+        ApiError::Down { message } => {
+            ctx.halt(message);
+            Step::Fail(FailureKind::ConnectionRefused, message.clone())
+        }
+        ApiError::Unauthorized => {
+            ctx.halt("G-Labs refused the API key");
+            Step::Fail(FailureKind::ApiError, e.message())
+        }
+        ApiError::Lost => Step::Retry {
+            why: e.message(),
+            retry_after: None,
+        },
+        ApiError::Permanent { kind, message } => Step::Fail(*kind, message.clone()),
+    }
+}
+
+enum Polled {
+    Done(Vec<String>),
+    Failed {
+        code: i64,
+        error: String,
+        detail: String,
+    },
+    Lost,
+    TimedOut,
+    Error(ApiError),
+    Stopped,
+}
+
+async fn poll(ctx: &Ctx, job: &CandidateJob, id: &str, submitted_ms: u64) -> Polled {
+    let mut interval = ctx.policy.poll_start;
+    let elapsed_before = Duration::from_millis(now_ms().saturating_sub(submitted_ms));
+    let deadline = Instant::now() + job.timeout.saturating_sub(elapsed_before);
+    let mut errors = 0;
+    loop {
+        if ctx.interrupted() {
+            return Polled::Stopped;
+        }
+        match ctx.client.status(id).await {
+            Ok(RemoteStatus::Completed { results }) => return Polled::Done(results),
+            Ok(RemoteStatus::Failed {
+                code,
+                error,
+                detail,
+            }) => {
+                return Polled::Failed {
+                    code,
+                    error,
+                    detail,
+                }
+            }
+            Ok(RemoteStatus::Waiting) => errors = 0,
+            Err(ApiError::Lost) => return Polled::Lost,
+            Err(e @ (ApiError::Transient { .. } | ApiError::Down { .. })) => {
+                errors += 1;
+                // A poll that fails costs nothing: keep trying for a while
+                // (the tunnel may be restarting) before giving up.
+                if errors > 8 {
+                    return Polled::Error(e);
+                }
+            }
+            Err(e) => return Polled::Error(e),
+        }
+        if Instant::now() >= deadline {
+            return Polled::TimedOut;
+        }
+        let wait = interval.min(deadline.saturating_duration_since(Instant::now()));
+        ctx.sleep(wait).await;
+        interval = (interval * 2).min(ctx.policy.poll_max);
+    }
+}
+
+/// Download the result and check it is what was asked for.
+async fn fetch(ctx: &Ctx, job: &CandidateJob, results: &[String]) -> Result<Vec<u8>, String> {
+    let url = results.first().ok_or("G-Labs returned no result file")?;
+    let mut last = String::new();
+    for attempt in 0..3 {
+        match ctx.client.download(url, ctx.policy.download_limit).await {
+            Ok(bytes) => {
+                let ok = match job.kind {
+                    TaskKind::Image => nbbuild_sim::media::is_png(&bytes),
+                    TaskKind::Video => nbbuild_sim::media::is_mp4(&bytes),
+                };
+                if ok {
+                    return Ok(bytes);
+                }
+                return Err(format!(
+                    "the downloaded file is not a valid {} ({} bytes)",
+                    if job.kind == TaskKind::Image {
+                        "PNG"
+                    } else {
+                        "MP4"
+                    },
+                    bytes.len()
+                ));
+            }
+            Err(e) => last = e.message(),
+        }
+        ctx.sleep(ctx.policy.poll_start * (attempt + 1)).await;
+    }
+    Err(format!("download failed: {last}"))
+}
+
+async fn commit(
+    ctx: &Ctx,
+    job: &CandidateJob,
+    remote: &str,
+    bytes: Vec<u8>,
+) -> Result<Candidate, String> {
+    let store = ctx.store.clone();
+    let key = job.key.clone();
+    let slot = job.slot;
+    let mime = if job.kind == TaskKind::Image {
+        "image/png"
+    } else {
+        "video/mp4"
+    };
+    let remote = remote.to_string();
+    let res = tokio::task::spawn_blocking(move || {
+        // The object is durable before the record names it.
+        let object = store.put_bytes(&bytes)?;
+        let cand = Candidate {
+            slot,
+            object,
+            mime: mime.into(),
+            size: bytes.len() as u64,
+            created: now_ms(),
+            qa: None,
+            qa_attempts: 0,
+            url: None,
+            remote_task: Some(remote),
+        };
+        store.commit_candidate(&key, cand.clone())?;
+        Ok::<_, nbbuild_cache::StoreError>(cand)
+    })
+    .await;
+    match res {
+        Ok(Ok(c)) => {
+            ctx.report.event(Event::CandidateDone {
+                task: job.task.clone(),
+                slot: job.slot,
+            });
+            ctx.stored.fetch_add(1, Ordering::Relaxed);
+            Ok(c)
+        }
+        Ok(Err(e)) => {
+            ctx.halt(&format!("the store cannot commit: {e}"));
+            Err(format!("cannot store the candidate: {e}"))
+        }
+        Err(e) => Err(format!("cannot store the candidate: {e}")),
+    }
+}

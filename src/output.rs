@@ -1,0 +1,358 @@
+//! What a build leaves on disk: `Assets/` (stills and clips), the
+//! `-generated.nbflow` for review, and `errors.json`. Every file is written
+//! to a temporary name and renamed; the input flow is never touched.
+
+use crate::compile::{Compiled, TaskKind};
+use crate::exec::{RunReport, TaskState};
+use crate::flow::{Flow, Kind};
+use nbbuild_cache::{Candidate, Store};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Workflow code and iteration from the flow's name: `XYZG1-V0-3` gives
+/// (`XYZG1`, `v0-3`); a name without such a suffix gives (slug, `latest`).
+pub fn workflow_parts(name: &str) -> (String, String) {
+    let lower = name.to_ascii_lowercase();
+    if let Some(pos) = lower.rfind("-v") {
+        let ver = &lower[pos + 2..];
+        let ok = !ver.is_empty()
+            && ver
+                .split('-')
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+        let wf = safe_component(&name[..pos]);
+        if ok && !wf.is_empty() {
+            return (wf, format!("v{ver}"));
+        }
+    }
+    let s = crate::names::slug(name);
+    (
+        if s.is_empty() { "workflow".into() } else { s },
+        "latest".into(),
+    )
+}
+
+/// A string made safe as one path component: letters, digits, `-`, `_`, `.`
+/// (never `.` or `..` alone).
+pub fn safe_component(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    out = out.trim_matches(|c| c == '.' || c == '-').to_string();
+    out.truncate(80);
+    out
+}
+
+/// Write `bytes` to `path` atomically: a temporary file beside it, synced, renamed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".nbbuild-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Copy a store object to `dest` unless an identical file is already there.
+fn place(store: &Store, object: &str, dest: &Path) -> std::io::Result<()> {
+    if let Ok(meta) = std::fs::metadata(dest) {
+        if meta.len()
+            == std::fs::metadata(store.object_path(object))
+                .map(|m| m.len())
+                .unwrap_or(u64::MAX)
+        {
+            if let Ok((h, _)) = nbbuild_cache::hash_file(dest) {
+                if h == object {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".nbbuild-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    let (mut src, _) = store
+        .open_object(object)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    std::io::copy(&mut src, tmp.as_file_mut())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(dest).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// One row's candidate URLs (row None for nodes without dynamic rows).
+type RowUrls = (Option<usize>, Vec<String>);
+
+pub struct Layout {
+    pub out: PathBuf,
+    pub wf: String,
+    pub ver: String,
+}
+
+impl Layout {
+    pub fn new(out: &Path, flow_name: &str) -> Layout {
+        let (wf, ver) = workflow_parts(flow_name);
+        Layout {
+            out: out.to_path_buf(),
+            wf,
+            ver,
+        }
+    }
+    pub fn asset(&self, kind: TaskKind, label: &str, slot: u32) -> PathBuf {
+        let (folder, ext) = match kind {
+            TaskKind::Image => ("generated-images", "png"),
+            TaskKind::Video => ("generated-videos", "mp4"),
+        };
+        self.out
+            .join("Assets")
+            .join(&self.wf)
+            .join(folder)
+            .join(&self.ver)
+            .join(format!("{}-c{}.{ext}", safe_component(label), slot + 1))
+    }
+    pub fn qa_attempt(&self, label: &str, slot: u32, attempt: u32) -> PathBuf {
+        self.out
+            .join("Assets")
+            .join(&self.wf)
+            .join("qa_loop")
+            .join(&self.ver)
+            .join(format!(
+                "{}-c{}-r{attempt}.png",
+                safe_component(label),
+                slot + 1
+            ))
+    }
+    pub fn generations(&self) -> PathBuf {
+        self.out.join("Generations")
+    }
+}
+
+/// URL of each candidate as the generated flow shows it.
+pub trait Publisher {
+    fn url(&self, candidate: &Candidate, asset: &Path) -> String;
+}
+
+/// No mirror: `file://` URLs of the assets (PatchWork cannot open them).
+pub struct LocalUrls;
+impl Publisher for LocalUrls {
+    fn url(&self, c: &Candidate, asset: &Path) -> String {
+        c.url.clone().unwrap_or_else(|| file_url(asset))
+    }
+}
+
+pub fn file_url(p: &Path) -> String {
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    format!("file://{}", abs.display())
+}
+
+pub struct Written {
+    pub flow: Option<PathBuf>,
+    pub errors: Option<PathBuf>,
+    pub assets: usize,
+}
+
+/// Place assets, write the generated flow and errors.json.
+pub fn write(
+    store: &Store,
+    flow: &Flow,
+    compiled: &Compiled,
+    report: &RunReport,
+    layout: &Layout,
+    publisher: &dyn Publisher,
+    now: chrono::DateTime<chrono::Local>,
+) -> std::io::Result<Written> {
+    // Candidate URLs per generation node, rows in order.
+    let mut per_node: BTreeMap<(usize, i64), Vec<RowUrls>> = BTreeMap::new();
+    let mut assets = 0;
+    for t in &compiled.tasks {
+        let o = &report.outcomes[t.index];
+        if o.candidates.is_empty() {
+            continue;
+        }
+        let mut urls = Vec::new();
+        for c in &o.candidates {
+            let dest = layout.asset(t.kind, &t.label(), c.slot);
+            place(store, &c.object, &dest)?;
+            assets += 1;
+            urls.push(publisher.url(c, &dest));
+        }
+        per_node
+            .entry((t.tab, t.node_id))
+            .or_default()
+            .push((t.row, urls));
+    }
+    let mut raw = flow.raw.clone();
+    let mut touched = false;
+    for tab in &flow.tabs {
+        for node in &tab.nodes {
+            let key = (tab.index, node.id);
+            if node.kind.is_generation() {
+                if let Some(rows) = per_node.get(&key) {
+                    let urls: Vec<String> =
+                        rows.iter().flat_map(|(_, u)| u.iter().cloned()).collect();
+                    if let Some(props) = props_mut(&mut raw, tab.index, node.index) {
+                        fill_generation(props, node.kind, &urls);
+                        touched = true;
+                    }
+                }
+            } else if node.kind == Kind::Approve {
+                let Some((up, _)) = tab.source(node, 0) else {
+                    continue;
+                };
+                let Some(rows) = per_node.get(&(tab.index, up.id)) else {
+                    continue;
+                };
+                if let Some(props) = props_mut(&mut raw, tab.index, node.index) {
+                    fill_gate(props, up.kind, rows);
+                    touched = true;
+                }
+            }
+        }
+    }
+    let _ = touched;
+    let gen_dir = layout.generations();
+    let stem = safe_component(&flow.name);
+    let stem = if stem.is_empty() {
+        "flow".to_string()
+    } else {
+        stem
+    };
+    let base = format!("{stem}-generated-{}", now.format("%Y%m%d-%H%M%S"));
+    let mut path = gen_dir.join(format!("{base}.nbflow"));
+    let mut k = 2;
+    while path.exists() {
+        path = gen_dir.join(format!("{base}-{k}.nbflow"));
+        k += 1;
+    }
+    let mut text = serde_json::to_string_pretty(&raw).map_err(std::io::Error::other)?;
+    text.push('\n');
+    write_atomic(&path, text.as_bytes())?;
+
+    let errors_path = gen_dir.join("errors.json");
+    let entries = error_entries(flow, compiled, report);
+    let errors = if entries.is_empty() {
+        let _ = std::fs::remove_file(&errors_path);
+        None
+    } else {
+        let doc = json!({"flow": flow.name, "generated": path.file_name().and_then(|n| n.to_str()), "errors": entries});
+        write_atomic(
+            &errors_path,
+            (serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)? + "\n").as_bytes(),
+        )?;
+        Some(errors_path)
+    };
+    Ok(Written {
+        flow: Some(path),
+        errors,
+        assets,
+    })
+}
+
+fn props_mut(raw: &mut Value, tab: usize, index: usize) -> Option<&mut Map<String, Value>> {
+    let node = raw
+        .get_mut("tabs")?
+        .get_mut(tab)?
+        .get_mut("graphData")?
+        .get_mut("nodes")?
+        .get_mut(index)?
+        .as_object_mut()?;
+    if !node.get("properties").is_some_and(Value::is_object) {
+        node.insert("properties".into(), json!({}));
+    }
+    node.get_mut("properties")?.as_object_mut()
+}
+
+/// Replace a key's value in place (keeping its position) or append it.
+fn set(props: &mut Map<String, Value>, key: &str, v: Value) {
+    props.insert(key.to_string(), v);
+}
+
+fn fill_generation(props: &mut Map<String, Value>, kind: Kind, urls: &[String]) {
+    if kind == Kind::Video {
+        set(props, "_savedVideos", json!(urls));
+        set(props, "_savedVideoUrl", json!(urls.first()));
+        set(props, "_savedGalleryIndex", json!(0));
+    } else {
+        set(props, "_savedImages", json!(urls));
+        set(props, "_savedPreviewIndex", json!(0));
+    }
+}
+
+fn fill_gate(props: &mut Map<String, Value>, upstream: Kind, rows: &[RowUrls]) {
+    let urls: Vec<String> = rows.iter().flat_map(|(_, u)| u.iter().cloned()).collect();
+    let (saved, gallery, saved_gallery) = if upstream == Kind::Video {
+        (
+            "_savedApprovalVideos",
+            "galleryVideos",
+            "_savedGalleryVideos",
+        )
+    } else {
+        (
+            "_savedApprovalImages",
+            "galleryImages",
+            "_savedGalleryImages",
+        )
+    };
+    set(props, saved, json!(urls));
+    set(props, "lastData", json!(urls.first()));
+    // 0.8.x gallery fields: filled where the gate has them.
+    for k in [gallery, saved_gallery] {
+        if props.contains_key(k) {
+            set(props, k, json!(urls));
+        }
+    }
+    for k in ["galleryIndex", "_savedGalleryIndex", "_pageIndex"] {
+        if props.contains_key(k) {
+            set(props, k, json!(0));
+        }
+    }
+    if props.contains_key("_pages") {
+        let pages: Vec<&Vec<String>> = rows.iter().map(|(_, u)| u).collect();
+        set(props, "_pages", json!(pages));
+    }
+}
+
+fn error_entries(flow: &Flow, compiled: &Compiled, report: &RunReport) -> Vec<Value> {
+    let mut out = Vec::new();
+    for t in &compiled.tasks {
+        let o = &report.outcomes[t.index];
+        if !matches!(o.state, TaskState::Failed | TaskState::Skipped) && o.failures.is_empty() {
+            continue;
+        }
+        let prompt: String = t.prompt.chars().take(200).collect();
+        let _ = flow;
+        for f in &o.failures {
+            out.push(json!({
+                "tab": t.tab_name,
+                "node_id": t.node_id,
+                "title": t.title,
+                "name": t.label(),
+                "row": t.row.map(|r| r + 1),
+                "candidate": f.candidate.map(|c| c + 1),
+                "kind": f.kind,
+                "attempts": f.attempts,
+                "message": f.message,
+                "prompt": prompt,
+            }));
+        }
+    }
+    out
+}

@@ -1,0 +1,281 @@
+//! The main job against the simulator over loopback: full builds, no-op
+//! rebuilds, the concurrency cap, outputs.
+
+use crate::harness::{error_kinds, fast_sim, props, Sim, Test};
+use nbbuild_sim::media::{is_mp4, is_png};
+use serde_json::Value;
+
+fn urls(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn file_of(url: &str) -> std::path::PathBuf {
+    url.strip_prefix("file://").expect("a file:// URL").into()
+}
+
+#[test]
+fn two_tab_flow_builds_completely_then_rebuilds_nothing() {
+    let sim = Sim::start(fast_sim());
+    let t = Test::new().fixture("demo-offline.nbflow", "ad.nbflow");
+    let run = t.build(&sim, &["--candidates", "2"]);
+    run.assert_code(0);
+    let s = run.json();
+    assert_eq!(s["tasks"]["total"], 7);
+    assert_eq!(s["tasks"]["built"], 7, "{}", run.stderr);
+    assert_eq!(s["calls"]["image"], 10);
+    assert_eq!(s["calls"]["video"], 4);
+    assert!(s["errors"].is_null());
+    let stats = sim.stats();
+    assert_eq!((stats.image_submits, stats.video_submits), (10, 4));
+
+    // Every generation node holds --candidates URLs per row, each a valid file.
+    let g = t.generated();
+    for (tab, id, n, video) in [
+        (0, 3, 2, false),
+        (0, 6, 2, false),
+        (0, 9, 2, true),
+        (1, 4, 6, false),
+        (1, 10, 2, true),
+    ] {
+        let p = props(&g, tab, id);
+        let list = urls(if video {
+            &p["_savedVideos"]
+        } else {
+            &p["_savedImages"]
+        });
+        assert_eq!(list.len(), n, "tab {tab} node {id}");
+        for u in &list {
+            let bytes = std::fs::read(file_of(u)).unwrap();
+            assert!(
+                if video {
+                    is_mp4(&bytes)
+                } else {
+                    is_png(&bytes)
+                },
+                "{u}"
+            );
+        }
+        if video {
+            assert_eq!(p["_savedVideoUrl"].as_str(), Some(list[0].as_str()));
+        }
+    }
+    // Gates show their upstream's candidates; the user's pick is kept.
+    let gate = props(&g, 0, 4);
+    assert_eq!(
+        urls(&gate["_savedApprovalImages"]),
+        urls(&props(&g, 0, 3)["_savedImages"])
+    );
+    assert!(gate["_lastApprovedData"].is_null());
+    assert_eq!(
+        props(&g, 1, 8)["_lastApprovedData"],
+        "refs/scene09-take2.png"
+    );
+    // Disabled and muted nodes are left as they were.
+    let input: Value = serde_json::from_str(&t.read("ad.nbflow")).unwrap();
+    assert_eq!(props(&g, 1, 6), props(&input, 1, 6));
+    assert_eq!(props(&g, 1, 12), props(&input, 1, 12));
+    // The input flow is untouched.
+    assert_eq!(
+        t.read("ad.nbflow"),
+        std::fs::read_to_string(crate::harness::fixtures().join("demo-offline.nbflow")).unwrap()
+    );
+
+    // Second run: zero submissions, by our count and by the server's.
+    let again = t.build(&sim, &["--candidates", "2"]);
+    again.assert_code(0);
+    let s2 = again.json();
+    assert_eq!(s2["tasks"]["fresh"], 7);
+    assert_eq!(s2["calls"]["image"], 0);
+    assert_eq!(s2["calls"]["video"], 0);
+    assert_eq!(sim.stats().image_submits, 10);
+    assert_eq!(sim.stats().video_submits, 4);
+    // A new generated flow, never overwriting the first.
+    assert_eq!(
+        std::fs::read_dir(t.path().join("Generations"))
+            .unwrap()
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn stills_differ_by_prompt_and_candidate() {
+    let sim = Sim::start(fast_sim());
+    let t = Test::new().fixture("demo-offline.nbflow", "ad.nbflow");
+    t.build(&sim, &["--candidates", "2", "--mode", "images"])
+        .assert_code(0);
+    let g = t.generated();
+    let mut all = Vec::new();
+    for (tab, id) in [(0, 3), (0, 6), (1, 4)] {
+        for u in urls(&props(&g, tab, id)["_savedImages"]) {
+            all.push(std::fs::read(file_of(&u)).unwrap());
+        }
+    }
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), n, "every still is different");
+}
+
+#[test]
+fn concurrency_cap_is_never_exceeded() {
+    for cap in [1usize, 3] {
+        let sim = Sim::start(nbbuild_sim::SimConfig {
+            slots: 50,
+            ..fast_sim()
+        });
+        let flow = nbbuild::synth::flow(6, "refs/avatar.png");
+        let t = Test::new()
+            .fixture("demo.nbflow", "unused.txt")
+            .write("bench.nbflow", flow.to_string());
+        let run = t.build(
+            &sim,
+            &[
+                "bench.nbflow",
+                "--candidates",
+                "3",
+                "--concurrency",
+                &cap.to_string(),
+                "--mode",
+                "images",
+            ],
+        );
+        run.assert_code(0);
+        let stats = sim.stats();
+        assert_eq!(stats.image_submits, 18);
+        assert!(
+            stats.peak_in_flight <= cap as u64,
+            "cap {cap}: peak {}",
+            stats.peak_in_flight
+        );
+        assert_eq!(
+            stats.peak_in_flight, cap as u64,
+            "the cap is used, not just respected"
+        );
+    }
+}
+
+#[test]
+fn concurrency_above_five_is_a_usage_error() {
+    let t = Test::new().fixture("demo-offline.nbflow", "ad.nbflow");
+    let run = t.run(&["build", "--concurrency", "6", "--sim"]);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("--concurrency 6 is out of range"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn mode_images_then_full_run_builds_only_the_videos() {
+    let sim = Sim::start(fast_sim());
+    let t = Test::new().fixture("demo-offline.nbflow", "ad.nbflow");
+    let first = t.build(&sim, &["--candidates", "2", "--mode", "images"]);
+    first.assert_code(0);
+    assert_eq!(first.json()["calls"]["video"], 0);
+    assert_eq!(sim.stats().image_submits, 10);
+    let second = t.build(&sim, &["--candidates", "2"]);
+    second.assert_code(0);
+    let s = second.json();
+    assert_eq!(s["calls"]["image"], 0);
+    assert_eq!(s["calls"]["video"], 4);
+    assert_eq!(s["tasks"]["built"], 2);
+}
+
+#[test]
+fn no_server_configured_is_a_clear_error_before_any_call() {
+    let t = Test::new().fixture("demo-offline.nbflow", "ad.nbflow");
+    let run = t.run(&["build"]);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("no G-Labs server is configured"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("hint: pass --server URL"));
+    assert!(!t.path().join("Generations").exists());
+}
+
+#[test]
+fn dead_tunnel_is_one_clear_error() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let t = Test::new().fixture("demo-offline.nbflow", "ad.nbflow");
+    let run = t.run(&["build", "--server", &format!("http://127.0.0.1:{port}")]);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("G-Labs is not reachable"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("hint:") && run.stderr.contains("tunnel"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr.matches("error:").count(),
+        1,
+        "one error, not one per task:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn wrong_api_key_is_refused_before_spending() {
+    let sim = Sim::start(nbbuild_sim::SimConfig {
+        api_key: Some("right-key-123".into()),
+        ..fast_sim()
+    });
+    let t = Test::new().fixture("demo-offline.nbflow", "ad.nbflow");
+    let run = t.build(&sim, &["--api-key", "wrong-key-456"]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("refused the API key"), "{}", run.stderr);
+    assert!(!run.stderr.contains("wrong-key-456") && !run.stdout.contains("wrong-key-456"));
+    assert_eq!(sim.submits(), 0);
+    // The right key works, and is not stored anywhere.
+    let ok = t.build(
+        &sim,
+        &[
+            "--api-key",
+            "right-key-123",
+            "--candidates",
+            "1",
+            "--mode",
+            "images",
+        ],
+    );
+    ok.assert_code(0);
+    assert!(!ok.stderr.contains("right-key-123"));
+    for entry in walk(t.path()) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !bytes.windows(13).any(|w| w == b"right-key-123"),
+            "key found in {}",
+            entry.display()
+        );
+    }
+    let _ = error_kinds;
+}
+
+pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -1,0 +1,202 @@
+//! Faults injected by the simulator: each run ends, errors.json names the
+//! right kinds, unaffected work is built, and a rerun pays only for what is
+//! missing.
+
+use crate::harness::{error_kinds, fast_sim, props, Sim, Test};
+use nbbuild_sim::SimConfig;
+use serde_json::json;
+
+fn demo() -> Test {
+    Test::new().fixture("demo-offline.nbflow", "ad.nbflow")
+}
+
+fn set_prompt(t: &Test, tab: usize, id: i64, text: &str) {
+    t.edit_json("ad.nbflow", |v| {
+        let n = v["tabs"][tab]["graphData"]["nodes"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|n| n["id"] == id)
+            .unwrap();
+        n["properties"]["text"] = json!(text);
+    });
+}
+
+#[test]
+fn content_policy_fails_its_task_skips_dependents_and_builds_the_rest() {
+    let sim = Sim::start(SimConfig {
+        policy_word: Some("forbidden".into()),
+        ..fast_sim()
+    });
+    let t = demo();
+    set_prompt(&t, 0, 1, "a forbidden kitchen scene");
+    let run = t.build(&sim, &["--candidates", "2"]);
+    run.assert_code(1);
+    let s = run.json();
+    assert_eq!(s["tasks"]["failed"], 1);
+    assert_eq!(
+        s["tasks"]["skipped"], 2,
+        "scene02 image and video consume scene01"
+    );
+    assert_eq!(s["tasks"]["built"], 4);
+    let errors = t.errors_json().expect("errors.json");
+    assert_eq!(
+        error_kinds(&errors),
+        vec![
+            "content_policy",
+            "content_policy",
+            "skipped_upstream_failed",
+            "skipped_upstream_failed"
+        ]
+    );
+    let e = &errors["errors"][0];
+    assert_eq!(e["tab"], "Mainbody");
+    assert_eq!(e["node_id"], 3);
+    assert_eq!(e["title"], "Generate: Scene 1 kitchen");
+    assert_eq!(e["attempts"], 2, "content policy is retried once");
+    assert!(e["prompt"].as_str().unwrap().contains("forbidden"));
+    // scene01: 2 candidates x 2 attempts; the three B-roll rows: 2 each;
+    // scene02 (skipped): none.
+    assert_eq!(sim.stats().image_submits, 4 + 6);
+    // The output still shows what was built.
+    assert_eq!(
+        props(&t.generated(), 1, 4)["_savedImages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
+}
+
+#[test]
+fn timeouts_are_reported_not_retried_blindly() {
+    let sim = Sim::start(SimConfig {
+        timeout_word: Some("slowpoke".into()),
+        ..fast_sim()
+    });
+    let t = demo();
+    set_prompt(&t, 1, 9, "slowpoke reveal of the box");
+    let run = t.build(&sim, &["--candidates", "2"]);
+    run.assert_code(1);
+    let errors = t.errors_json().unwrap();
+    assert_eq!(error_kinds(&errors), vec!["timeout", "timeout"]);
+    assert_eq!(errors["errors"][0]["name"], "scene09");
+    assert_eq!(
+        sim.stats().video_submits,
+        2 + 2,
+        "each timed-out candidate was sent once"
+    );
+    assert_eq!(run.json()["tasks"]["built"], 6);
+}
+
+#[test]
+fn rate_limits_lost_tasks_and_dropped_connections_are_absorbed() {
+    for (what, config) in [
+        (
+            "429 every 3rd submit",
+            SimConfig {
+                rate_limit_every: Some(3),
+                ..fast_sim()
+            },
+        ),
+        (
+            "every 4th task lost",
+            SimConfig {
+                lose_every: Some(4),
+                ..fast_sim()
+            },
+        ),
+        (
+            "5% dropped connections",
+            SimConfig {
+                drop_rate: 0.05,
+                seed: 7,
+                ..fast_sim()
+            },
+        ),
+    ] {
+        let sim = Sim::start(config);
+        let t = demo();
+        let run = t.build(&sim, &["--candidates", "2", "--mode", "images"]);
+        run.assert_code(0);
+        let s = run.json();
+        assert_eq!(s["tasks"]["built"], 5, "{what}: {}", run.stderr);
+        assert!(t.errors_json().is_none(), "{what}");
+        // Each of the 10 candidates is stored once, whatever it took.
+        let g = t.generated();
+        assert_eq!(
+            props(&g, 0, 3)["_savedImages"].as_array().unwrap().len(),
+            2,
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn server_errors_end_the_run_with_api_errors_and_a_rerun_completes() {
+    let sim = Sim::start(SimConfig {
+        error_rate: 0.3,
+        seed: 3,
+        ..fast_sim()
+    });
+    let t = demo();
+    let run = t.build(&sim, &["--candidates", "2", "--mode", "images"]);
+    assert!(run.code == 0 || run.code == 1, "{}", run.stderr);
+    if let Some(e) = t.errors_json() {
+        assert!(
+            error_kinds(&e)
+                .iter()
+                .all(|k| k == "api_error" || k == "skipped_upstream_failed"),
+            "{e:#}"
+        );
+    }
+    let healthy = Sim::start(fast_sim());
+    let again = t.build(&healthy, &["--candidates", "2", "--mode", "images"]);
+    again.assert_code(0);
+    assert!(
+        t.errors_json().is_none(),
+        "a clean run removes the stale errors.json"
+    );
+}
+
+#[test]
+fn server_going_down_mid_run_keeps_what_arrived() {
+    let sim = Sim::start(SimConfig {
+        die_after_submits: Some(4),
+        ..fast_sim()
+    });
+    let t = demo();
+    let run = t.build(
+        &sim,
+        &[
+            "--candidates",
+            "2",
+            "--mode",
+            "images",
+            "--concurrency",
+            "2",
+        ],
+    );
+    run.assert_code(1);
+    let errors = t.errors_json().expect("errors.json");
+    assert!(
+        error_kinds(&errors).contains(&"connection_refused".to_string()),
+        "{errors:#}"
+    );
+    assert!(
+        run.stderr.contains("no new work is launched"),
+        "{}",
+        run.stderr
+    );
+    let received = 4;
+    // A healthy server: only the missing candidates are requested.
+    let healthy = Sim::start(fast_sim());
+    let again = t.build(&healthy, &["--candidates", "2", "--mode", "images"]);
+    again.assert_code(0);
+    assert!(
+        healthy.stats().image_submits <= 10 - received + 2,
+        "at most the in-flight ones are sent again: {}",
+        healthy.stats().image_submits
+    );
+    assert!(healthy.stats().image_submits >= 10 - received);
+}
