@@ -176,6 +176,9 @@ pub struct ExplainArgs {
     pub cache_dir: Option<PathBuf>,
     #[arg(long, value_name = "PATH")]
     pub ref_image: Option<String>,
+    /// Candidates per task, as the build uses [default: 4]
+    #[arg(long, value_name = "N")]
+    pub candidates: Option<u32>,
     #[arg(long)]
     pub json: bool,
 }

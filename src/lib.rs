@@ -13,12 +13,14 @@ pub mod exec;
 pub mod flow;
 pub mod glabs;
 pub mod key;
+pub mod mirror;
 pub mod names;
 pub mod output;
 pub mod plan;
 pub mod progress;
 pub mod project;
 pub mod prompt;
+pub mod qa;
 pub mod select;
 pub mod synth;
 
@@ -26,7 +28,7 @@ pub mod synth;
 pub const DEFAULT_CANDIDATES: u32 = 4;
 
 use cli::{Cli, Command};
-use error::{Error, Result};
+use error::Result;
 
 /// Run a parsed command line; the result is the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
@@ -37,6 +39,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Plan(a)) => commands::plan::run(&a),
         Some(Command::Sim(a)) => commands::sim::run(&a),
         Some(Command::Cache(c)) => commands::cache::run(&c),
+        Some(Command::Explain(a)) => commands::explain::run(&a),
         Some(Command::Completions { shell }) => {
             use clap::CommandFactory;
             clap_complete::generate(
@@ -47,23 +50,6 @@ pub fn run(cli: Cli) -> Result<i32> {
             );
             Ok(0)
         }
-        Some(other) => Err(Error::usage(format!(
-            "`{}` is not implemented yet",
-            command_name(&other)
-        ))),
         None => commands::build::run(&cli.build),
-    }
-}
-
-fn command_name(c: &Command) -> &'static str {
-    match c {
-        Command::Build(_) => "build",
-        Command::Plan(_) => "plan",
-        Command::Explain(_) => "explain",
-        Command::Validate(_) => "validate",
-        Command::Graph(_) => "graph",
-        Command::Cache(_) => "cache",
-        Command::Sim(_) => "sim",
-        Command::Completions { .. } => "completions",
     }
 }

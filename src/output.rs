@@ -68,19 +68,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Copy a store object to `dest` unless an identical file is already there.
+/// Copy a store object to `dest` unless it is already there. A placed copy
+/// carries the object's size and modification time, so a no-op build checks
+/// it with one `stat` instead of re-hashing every asset; a file the user
+/// changed (new mtime or size) is replaced.
 fn place(store: &Store, object: &str, dest: &Path) -> std::io::Result<()> {
+    let src_meta = std::fs::metadata(store.object_path(object))?;
     if let Ok(meta) = std::fs::metadata(dest) {
-        if meta.len()
-            == std::fs::metadata(store.object_path(object))
-                .map(|m| m.len())
-                .unwrap_or(u64::MAX)
-        {
-            if let Ok((h, _)) = nbbuild_cache::hash_file(dest) {
-                if h == object {
-                    return Ok(());
-                }
-            }
+        if meta.len() == src_meta.len() && meta.modified().ok() == src_meta.modified().ok() {
+            return Ok(());
         }
     }
     let dir = dest.parent().unwrap_or(Path::new("."));
@@ -93,6 +89,9 @@ fn place(store: &Store, object: &str, dest: &Path) -> std::io::Result<()> {
         .open_object(object)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     std::io::copy(&mut src, tmp.as_file_mut())?;
+    if let Ok(m) = src_meta.modified() {
+        tmp.as_file().set_modified(m)?;
+    }
     tmp.as_file().sync_all()?;
     tmp.persist(dest).map_err(|e| e.error)?;
     Ok(())
@@ -167,6 +166,12 @@ pub struct Written {
     pub flow: Option<PathBuf>,
     pub errors: Option<PathBuf>,
     pub assets: usize,
+    /// Flagged QA attempts placed under `qa_loop/`.
+    pub qa_files: usize,
+}
+
+fn flagged(c: &Candidate) -> bool {
+    c.qa.as_ref().is_some_and(|v| v.verdict == "flagged")
 }
 
 /// Place assets, write the generated flow and errors.json.
@@ -182,17 +187,37 @@ pub fn write(
     // Candidate URLs per generation node, rows in order.
     let mut per_node: BTreeMap<(usize, i64), Vec<RowUrls>> = BTreeMap::new();
     let mut assets = 0;
+    let mut qa_files = 0;
     for t in &compiled.tasks {
         let o = &report.outcomes[t.index];
         if o.candidates.is_empty() {
             continue;
         }
         let mut urls = Vec::new();
-        for c in &o.candidates {
+        // Candidates QA flagged stay in the gallery, after the clean ones, so
+        // the selected index 0 is a usable one whenever there is one.
+        let mut ordered: Vec<&Candidate> = o.candidates.iter().collect();
+        ordered.sort_by_key(|c| flagged(c));
+        for c in ordered {
             let dest = layout.asset(t.kind, &t.label(), c.slot);
             place(store, &c.object, &dest)?;
             assets += 1;
             urls.push(publisher.url(c, &dest));
+        }
+        // Every flagged attempt, current or replaced, under qa_loop/.
+        if let Some(rec) = o.key.as_ref().and_then(|k| store.task(k).ok().flatten()) {
+            let attempts = rec
+                .candidates
+                .iter()
+                .chain(rec.history.iter().flat_map(|h| h.candidates.iter()));
+            for c in attempts.filter(|c| flagged(c)) {
+                place(
+                    store,
+                    &c.object,
+                    &layout.qa_attempt(&t.label(), c.slot, c.qa_attempts + 1),
+                )?;
+                qa_files += 1;
+            }
         }
         per_node
             .entry((t.tab, t.node_id))
@@ -260,6 +285,7 @@ pub fn write(
         Some(errors_path)
     };
     Ok(Written {
+        qa_files,
         flow: Some(path),
         errors,
         assets,

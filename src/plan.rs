@@ -53,8 +53,9 @@ impl Prices {
 /// What planning needs from the outside.
 pub trait PlanView {
     fn record(&self, key: &str) -> Option<TaskRecord>;
-    /// The newest record stored for a task label (to explain a key change).
-    fn previous(&self, label: &str) -> Option<(String, TaskRecord)>;
+    /// The newest record stored for a task of this label and kind (to
+    /// explain a key change; an image and a video node may share a name).
+    fn previous(&self, label: &str, kind: TaskKind) -> Option<(String, TaskRecord)>;
     /// blake3 of a local reference file.
     fn file_hash(&self, path: &str) -> Result<String, String>;
 }
@@ -121,6 +122,13 @@ pub struct PlanItem {
     /// Calls this task would make (missing candidates).
     pub calls: u32,
     pub credits: f64,
+    /// The preimage hashed into `key` (for `explain`).
+    #[serde(skip)]
+    pub preimage: Option<Preimage>,
+    /// The newest stored record of the same task under another key, when
+    /// the key changed (for `explain`).
+    #[serde(skip)]
+    pub previous: Option<(String, Preimage)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -227,6 +235,8 @@ pub fn plan(c: &Compiled, view: &dyn PlanView, opts: &PlanOptions) -> Plan {
             status: Status::Fresh,
             calls: 0,
             credits: 0.0,
+            preimage: None,
+            previous: None,
         };
         let pre = match preimage_for(t, view, &picks) {
             Ok(p) => p,
@@ -270,16 +280,19 @@ pub fn plan(c: &Compiled, view: &dyn PlanView, opts: &PlanOptions) -> Plan {
         let rec = view.record(&key);
         let verdict = match &rec {
             Some(r) => judge(r, n),
-            None => Some(match view.previous(&label) {
-                Some((_, old)) => match Preimage::from_value(&old.preimage) {
-                    Some(old_pre) if old_pre != pre => Reason::KeyChanged {
-                        changes: diff(&old_pre, &pre),
-                    },
+            None => Some(match view.previous(&label, t.kind) {
+                Some((old_key, old)) => match Preimage::from_value(&old.preimage) {
+                    Some(old_pre) if old_pre != pre => {
+                        let changes = diff(&old_pre, &pre);
+                        item.previous = Some((old_key, old_pre));
+                        Reason::KeyChanged { changes }
+                    }
                     _ => Reason::New,
                 },
                 None => Reason::New,
             }),
         };
+        item.preimage = Some(pre.clone());
         let has_candidates = rec.as_ref().is_some_and(|r| !r.candidates.is_empty());
         let in_needed_only = opts.only.is_some() && !forced && skip.is_none();
         item.status = match (skip, forced, &verdict) {

@@ -108,6 +108,7 @@ impl Reporter for Plain {
             Event::CandidateFailed { task, slot, why } => {
                 eprintln!("  {task} c{}: failed: {why}", slot + 1)
             }
+            Event::TaskDone { state: "fresh", .. } if !self.verbose => {}
             Event::TaskDone { task, state, note } => {
                 if note.is_empty() {
                     eprintln!("{state:>8} {task}")

@@ -2,13 +2,14 @@
 //! generate what is stale, write the outputs.
 
 use super::plan::{fmt_credits, make_plan, print_plan};
-use super::settings::Settings;
+use super::settings::{QaSetting, Settings};
 use crate::cli::BuildArgs;
 use crate::error::{Error, ErrorKind, Result};
 use crate::exec::runner::Policy;
-use crate::exec::{ExecOptions, Executor, RunReport, TaskState};
+use crate::exec::{ExecOptions, Executor, RunReport, TaskOutcome, TaskState};
 use crate::glabs::{ApiError, Client};
 use crate::output::{Layout, LocalUrls};
+use crate::plan::Status;
 use crate::progress::{Event, Fancy, Plain, Reporter, Silent};
 use serde_json::json;
 use std::io::IsTerminal;
@@ -53,17 +54,86 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
             .hint("raise --budget, or build part of the flow with --only / --mode images"));
         }
     }
-    let calls = plan.image_calls + plan.video_calls;
 
+    // Nothing to generate: the outcome is what the store holds; no server,
+    // no scheduler.
+    let settled = plan
+        .items
+        .iter()
+        .all(|i| matches!(i.status, Status::Fresh | Status::Skipped { .. }))
+        && qa_settled(&s, &store, &compiled, &plan);
+    let run_report = if settled {
+        settled_report(&store, &compiled, &plan)
+    } else {
+        execute(&s, &compiled, &store, &plan, report.clone())?
+    };
+    report.finish();
+
+    // Outputs, for everything that is done.
+    let layout = Layout::new(&s.out, &s.project.flow.name);
+    let written = crate::output::write(&store, &s.project.flow, &compiled, &run_report, &layout, &LocalUrls, chrono::Local::now()).map_err(|e| {
+        Error::io(format!("cannot write the outputs under {}", s.out.display()), &e).cause("every candidate that arrived is kept in the store: rerunning writes the outputs without new calls")
+    })?;
+    let count = |st: TaskState| run_report.outcomes.iter().filter(|o| o.state == st).count();
+    let failed = count(TaskState::Failed);
+    let skipped = count(TaskState::Skipped);
+    let summary = json!({
+        "flow": s.project.flow_path.display().to_string(),
+        "output": written.flow.as_ref().map(|p| p.display().to_string()),
+        "errors": written.errors.as_ref().map(|p| p.display().to_string()),
+        "tasks": {
+            "total": compiled.tasks.len(),
+            "fresh": count(TaskState::Fresh),
+            "built": count(TaskState::Built),
+            "failed": failed,
+            "skipped": skipped,
+        },
+        "calls": {"image": run_report.image_calls, "video": run_report.video_calls, "qa": run_report.qa_calls},
+        "credits": run_report.credits,
+        "duration_ms": started.elapsed().as_millis() as u64,
+    });
+    let _ = store.append_run(&json!({"at": crate::exec::runner::now_ms(), "summary": summary}));
+    if !s.quiet {
+        print_summary(&run_report, &written, &layout, compiled.tasks.len());
+    }
+    if s.json {
+        println!(
+            "{}",
+            serde_json::to_string(&summary).map_err(|e| Error::internal(e.to_string()))?
+        );
+    }
+    let not_run_by_stop = run_report.halted.is_some() && count(TaskState::NotRun) > 0;
+    // A candidate out of QA attempts counts as a failure (its task is built).
+    let any_failure = run_report.outcomes.iter().any(|o| !o.failures.is_empty());
+    Ok(
+        if failed + skipped > 0 || any_failure || not_run_by_stop || run_report.interrupted {
+            1
+        } else {
+            0
+        },
+    )
+}
+
+/// Generate what the plan says is stale, against the configured server (or
+/// the built-in simulator).
+fn execute(
+    s: &Settings,
+    compiled: &Arc<crate::compile::Compiled>,
+    store: &Arc<nbbuild_cache::Store>,
+    plan: &crate::plan::Plan,
+    report: Arc<dyn Reporter>,
+) -> Result<RunReport> {
+    let calls = plan.image_calls + plan.video_calls;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| Error::internal(format!("cannot start the runtime: {e}")))?;
-    let (run_report, server_note) = runtime.block_on(async {
+    runtime.block_on(async {
         // Nothing stale: no server needed at all.
         let sim;
-        let (base, key) = if calls == 0 {
+        let needs_sim = s.sim && (calls > 0 || matches!(s.qa, QaSetting::Sim));
+        let (base, key) = if calls == 0 && !needs_sim {
             sim = None;
             ("http://127.0.0.1:9".to_string(), None)
         } else if s.sim {
@@ -85,6 +155,11 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
         if calls > 0 {
             check_server(&client).await?;
         }
+        let reviewer = s.qa.reviewer(Some(&base));
+        let stale_stills = plan.items.iter().any(|i| i.kind == crate::compile::TaskKind::Image && matches!(i.status, Status::Stale(_)));
+        if matches!(s.qa, QaSetting::Off { unconfigured: true }) && stale_stills {
+            report.event(Event::Warn("visual QA is off: no reviewer is configured (set NBBUILD_QA_URL and NBBUILD_QA_MODEL, or --qa-command; see docs/qa.md)".into()));
+        }
         let opts = ExecOptions {
             concurrency: s.concurrency as usize,
             images_only: s.images_only,
@@ -92,6 +167,8 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
             policy: policy_from_env(),
             budget: s.budget,
             prices: s.prices.clone(),
+            reviewer,
+            qa_attempts: s.qa_attempts,
         };
         let exec = Executor::new(store.clone(), client, &s.project.dir, report.clone(), opts);
         report.event(Event::Start { tasks: plan.stale().count(), calls, credits: plan.credits });
@@ -103,60 +180,45 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
         });
         let r = exec.run(compiled.clone()).await;
         interrupt.abort();
-        let note = match &sim {
-            Some(h) => Some(h.stats().await),
-            None => None,
-        };
         if let Some(h) = sim {
             h.shutdown().await;
         }
-        Ok::<_, Error>((r, note))
-    })?;
-    report.finish();
-    drop(runtime);
+        Ok::<_, Error>(r)
+    })
+}
 
-    // Outputs, for everything that is done.
-    let layout = Layout::new(&s.out, &s.project.flow.name);
-    let written = crate::output::write(&store, &s.project.flow, &compiled, &run_report, &layout, &LocalUrls, chrono::Local::now()).map_err(|e| {
-        Error::io(format!("cannot write the outputs under {}", s.out.display()), &e).cause("every candidate that arrived is kept in the store: rerunning writes the outputs without new calls")
-    })?;
-    let count = |st: TaskState| run_report.outcomes.iter().filter(|o| o.state == st).count();
-    let failed = count(TaskState::Failed);
-    let skipped = count(TaskState::Skipped);
-    let summary = json!({
-        "flow": s.project.flow_path.display().to_string(),
-        "output": written.flow.as_ref().map(|p| p.display().to_string()),
-        "errors": written.errors.as_ref().map(|p| p.display().to_string()),
-        "tasks": {
-            "total": compiled.tasks.len(),
-            "fresh": count(TaskState::Fresh),
-            "built": count(TaskState::Built),
-            "failed": failed,
-            "skipped": skipped,
-        },
-        "calls": {"image": run_report.image_calls, "video": run_report.video_calls, "qa": 0},
-        "credits": run_report.credits,
-        "duration_ms": started.elapsed().as_millis() as u64,
-    });
-    let _ = store.append_run(&json!({"at": crate::exec::runner::now_ms(), "summary": summary}));
-    let _ = server_note;
-    if !s.quiet {
-        print_summary(&run_report, &written, &layout, compiled.tasks.len());
+/// The run's outcome when nothing is stale: every task as the store holds it.
+fn settled_report(
+    store: &nbbuild_cache::Store,
+    compiled: &crate::compile::Compiled,
+    plan: &crate::plan::Plan,
+) -> RunReport {
+    let mut outcomes: Vec<TaskOutcome> = (0..compiled.tasks.len())
+        .map(|_| TaskOutcome::new(TaskState::NotRun))
+        .collect();
+    for item in &plan.items {
+        let n = compiled.tasks[item.task].params.candidates;
+        let rec = item.key.as_ref().and_then(|k| store.task(k).ok().flatten());
+        let o = &mut outcomes[item.task];
+        o.key = item.key.clone();
+        if let Some(rec) = rec {
+            o.state = if crate::exec::complete(&rec, n) {
+                TaskState::Fresh
+            } else {
+                TaskState::NotRun
+            };
+            o.candidates = rec.candidates.into_iter().filter(|c| c.slot < n).collect();
+        }
     }
-    if s.json {
-        println!(
-            "{}",
-            serde_json::to_string(&summary).map_err(|e| Error::internal(e.to_string()))?
-        );
+    RunReport {
+        outcomes,
+        image_calls: 0,
+        video_calls: 0,
+        qa_calls: 0,
+        credits: 0.0,
+        interrupted: false,
+        halted: None,
     }
-    let not_run_by_stop = run_report.halted.is_some() && count(TaskState::NotRun) > 0;
-    Ok(
-        if failed + skipped > 0 || not_run_by_stop || run_report.interrupted {
-            1
-        } else {
-            0
-        },
-    )
 }
 
 fn print_summary(r: &RunReport, w: &crate::output::Written, layout: &Layout, total: usize) {
@@ -226,4 +288,31 @@ fn policy_from_env() -> Policy {
         p.backoff_max = Duration::from_millis(ms.saturating_mul(8).max(1));
     }
     p
+}
+
+/// With QA on, whether every stored still was judged by this reviewer
+/// already (otherwise the run has reviews to make, even with nothing stale).
+fn qa_settled(
+    s: &Settings,
+    store: &nbbuild_cache::Store,
+    compiled: &crate::compile::Compiled,
+    plan: &crate::plan::Plan,
+) -> bool {
+    let Some(id) = s.qa.id() else { return true };
+    let judged = |c: &nbbuild_cache::Candidate| {
+        c.qa.as_ref()
+            .is_some_and(|v| v.reviewer == id && v.verdict != "unreviewed")
+    };
+    plan.items
+        .iter()
+        .filter(|i| {
+            compiled.tasks[i.task].kind == crate::compile::TaskKind::Image
+                && matches!(i.status, Status::Fresh)
+        })
+        .all(|i| {
+            i.key
+                .as_ref()
+                .and_then(|k| store.task(k).ok().flatten())
+                .is_some_and(|r| r.candidates.iter().all(judged))
+        })
 }

@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod cache;
+pub mod explain;
 pub mod graph;
 pub mod plan;
 pub mod settings;

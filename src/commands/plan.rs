@@ -21,8 +21,14 @@ impl PlanView for StoreView<'_> {
     fn record(&self, key: &str) -> Option<TaskRecord> {
         self.store.task(key).ok().flatten()
     }
-    fn previous(&self, label: &str) -> Option<(String, TaskRecord)> {
-        let mut found = self.store.find_by_name(label).ok()?;
+    fn previous(&self, label: &str, kind: TaskKind) -> Option<(String, TaskRecord)> {
+        let mut found: Vec<_> = self
+            .store
+            .find_by_name(label)
+            .ok()?
+            .into_iter()
+            .filter(|(_, r)| r.preimage.get("kind").and_then(|k| k.as_str()) == Some(kind.as_str()))
+            .collect();
         found.sort_by_key(|(_, r)| r.updated);
         found.pop()
     }

@@ -11,6 +11,53 @@ use nbbuild_cache::Store;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+/// Which visual-QA reviewer a build uses.
+#[derive(Clone)]
+pub enum QaSetting {
+    /// No QA; `unconfigured` says it once because nothing was configured
+    /// (rather than `--qa off`).
+    Off {
+        unconfigured: bool,
+    },
+    /// The built-in simulator's reviewer (`--sim`).
+    Sim,
+    Vision(crate::qa::VisionConfig),
+    Command(String),
+}
+
+impl QaSetting {
+    /// The reviewer itself (none for Off; the simulator's needs its URL).
+    pub fn reviewer(
+        &self,
+        sim_url: Option<&str>,
+    ) -> Option<std::sync::Arc<dyn crate::qa::Reviewer>> {
+        use crate::qa;
+        match self {
+            QaSetting::Off { .. } => None,
+            QaSetting::Sim => sim_url.map(|u| {
+                let inner = qa::vision(qa::VisionConfig::new(format!("{u}/v1"), "sim-reviewer"));
+                std::sync::Arc::new(qa::Named {
+                    inner,
+                    id: qa::SIM_REVIEWER_ID.into(),
+                }) as std::sync::Arc<dyn qa::Reviewer>
+            }),
+            QaSetting::Vision(cfg) => Some(std::sync::Arc::from(qa::vision(cfg.clone()))),
+            QaSetting::Command(cmd) => Some(std::sync::Arc::from(qa::command(
+                cmd.clone(),
+                std::time::Duration::from_secs(120),
+            ))),
+        }
+    }
+    /// The reviewer's identity, known before any server starts.
+    pub fn id(&self) -> Option<String> {
+        match self {
+            QaSetting::Sim => Some(crate::qa::SIM_REVIEWER_ID.into()),
+            QaSetting::Off { .. } => None,
+            other => other.reviewer(None).map(|r| r.id()),
+        }
+    }
+}
+
 pub struct Settings {
     pub project: Project,
     pub server: Option<String>,
@@ -26,6 +73,8 @@ pub struct Settings {
     pub cache_dir: PathBuf,
     pub budget: Option<f64>,
     pub prices: Prices,
+    pub qa: QaSetting,
+    pub qa_attempts: u32,
     pub json: bool,
     pub quiet: bool,
     pub verbose: bool,
@@ -70,6 +119,15 @@ impl Settings {
                 )));
             }
         }
+        let qa_file = file.qa.clone().unwrap_or_default();
+        let qa_attempts = a.qa_attempts.or(qa_file.attempts).unwrap_or(3);
+        if qa_attempts > 10 {
+            return Err(
+                Error::usage(format!("--qa-attempts {qa_attempts} is out of range"))
+                    .hint("use 0 to 10 re-rolls per flagged candidate"),
+            );
+        }
+        let qa = resolve_qa(a, &qa_file)?;
         let mut prices = Prices::default();
         prices.table.extend(file.prices.clone());
         let out = a
@@ -100,6 +158,8 @@ impl Settings {
             cache_dir,
             budget: a.budget.or(file.budget),
             prices,
+            qa,
+            qa_attempts,
             json: a.json,
             quiet: a.quiet,
             verbose: a.verbose > 0,
@@ -132,4 +192,61 @@ impl Settings {
             err
         })
     }
+}
+
+fn resolve_qa(a: &BuildArgs, file: &crate::config::QaSection) -> Result<QaSetting> {
+    use crate::cli::QaMode;
+    let mode = match (a.qa, file.mode.as_deref()) {
+        (Some(m), _) => Some(m),
+        (None, Some("off")) => Some(QaMode::Off),
+        (None, Some("vision")) => Some(QaMode::Vision),
+        (None, Some("command")) => Some(QaMode::Command),
+        (None, None) => None,
+        (None, Some(other)) => {
+            return Err(Error::invalid(format!(
+                "nbbuild.toml: [qa] mode {other:?} is not off, vision or command"
+            )))
+        }
+    };
+    let command = a.qa_command.clone().or(file.command.clone());
+    let vision = || {
+        let mut cfg = crate::qa::vision_from_env().or_else(|| {
+            file.url
+                .clone()
+                .map(|u| crate::qa::VisionConfig::new(u, ""))
+        })?;
+        if cfg.model.is_empty() {
+            cfg.model = file.model.clone().unwrap_or_default();
+        }
+        Some(cfg)
+    };
+    Ok(match mode {
+        Some(QaMode::Off) => QaSetting::Off {
+            unconfigured: false,
+        },
+        Some(QaMode::Command) => {
+            match command {
+                Some(c) => QaSetting::Command(c),
+                None => return Err(Error::usage("--qa command needs --qa-command CMD").hint(
+                    "CMD gets the image path and prints {\"verdict\": \"clean\"|\"flagged\", ...}",
+                )),
+            }
+        }
+        Some(QaMode::Vision) => match vision() {
+            Some(cfg) if !cfg.model.is_empty() => QaSetting::Vision(cfg),
+            Some(_) => {
+                return Err(Error::usage("--qa vision needs a model")
+                    .hint("set NBBUILD_QA_MODEL (or [qa] model in nbbuild.toml)"))
+            }
+            None => return Err(Error::usage("--qa vision needs an endpoint").hint(
+                "set NBBUILD_QA_URL, e.g. http://127.0.0.1:11434/v1 for Ollama (see docs/qa.md)",
+            )),
+        },
+        None if a.sim => QaSetting::Sim,
+        None => match (command, vision()) {
+            (Some(c), _) => QaSetting::Command(c),
+            (None, Some(cfg)) if !cfg.model.is_empty() => QaSetting::Vision(cfg),
+            _ => QaSetting::Off { unconfigured: true },
+        },
+    })
 }

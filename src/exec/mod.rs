@@ -14,6 +14,7 @@ use crate::compile::{Compiled, InputSource, Task, TaskKind};
 use crate::glabs::{Client, FailureKind, GenRequest, RefImage};
 use crate::key::{ImageId, ImageInput, Preimage};
 use crate::progress::{Event, Reporter};
+use crate::qa::{Review, Reviewer};
 use inputs::Inputs;
 use nbbuild_cache::{Store, TaskRecord};
 use runner::{CandidateJob, Policy};
@@ -25,7 +26,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify, Semaphore};
 
 /// How a run treats each task.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ExecOptions {
     pub concurrency: usize,
     /// `--mode images`: video tasks are not run.
@@ -37,6 +38,10 @@ pub struct ExecOptions {
     /// Stop launching once this many credits would be spent.
     pub budget: Option<f64>,
     pub prices: crate::plan::Prices,
+    /// Visual QA of stills; None when QA is off.
+    pub reviewer: Option<Arc<dyn Reviewer>>,
+    /// Re-rolls allowed per flagged candidate.
+    pub qa_attempts: u32,
 }
 
 /// Shared by every task of a run.
@@ -50,6 +55,9 @@ pub struct Ctx {
     pub image_calls: AtomicU64,
     pub video_calls: AtomicU64,
     pub stored: AtomicU64,
+    pub qa_calls: AtomicU64,
+    pub reviewer: Option<Arc<dyn Reviewer>>,
+    pub qa_attempts: u32,
     spent_milli: AtomicU64,
     budget: Option<f64>,
     prices: crate::plan::Prices,
@@ -132,6 +140,7 @@ pub struct RunReport {
     pub outcomes: Vec<TaskOutcome>,
     pub image_calls: u64,
     pub video_calls: u64,
+    pub qa_calls: u64,
     pub credits: f64,
     pub interrupted: bool,
     pub halted: Option<String>,
@@ -160,6 +169,9 @@ impl Executor {
             image_calls: AtomicU64::new(0),
             video_calls: AtomicU64::new(0),
             stored: AtomicU64::new(0),
+            qa_calls: AtomicU64::new(0),
+            reviewer: opts.reviewer.clone(),
+            qa_attempts: opts.qa_attempts,
             spent_milli: AtomicU64::new(0),
             budget: opts.budget,
             prices: opts.prices.clone(),
@@ -218,6 +230,7 @@ impl Executor {
             outcomes,
             image_calls: self.ctx.image_calls.load(Ordering::SeqCst),
             video_calls: self.ctx.video_calls.load(Ordering::SeqCst),
+            qa_calls: self.ctx.qa_calls.load(Ordering::SeqCst),
             credits: self.ctx.spent(),
             interrupted: self.ctx.interrupted(),
             halted: self
@@ -265,6 +278,57 @@ enum RunMode {
     IfMissing,
     /// Not part of this run; the store's candidates (if any) are reported.
     Skip(&'static str),
+}
+
+/// The review of a stored object by `reviewer`: from the verdict cache when
+/// this reviewer judged these bytes before, else asked (and cached unless
+/// unreviewed). QA calls take no generation slot.
+pub async fn review(ctx: &Ctx, reviewer: &dyn Reviewer, object: &str) -> Review {
+    let id = reviewer.id();
+    if let Ok(Some(v)) = ctx.store.verdict(object, &id) {
+        return Review::from_verdict(&v);
+    }
+    let bytes = match ctx.store.read_object(object, false) {
+        Ok(b) => b,
+        Err(e) => return Review::unreviewed(format!("cannot read the candidate: {e}")),
+    };
+    ctx.qa_calls.fetch_add(1, Ordering::SeqCst);
+    let r = reviewer
+        .review(&bytes, &ctx.store.object_path(object))
+        .await;
+    if r.is_cacheable() {
+        let _ = ctx
+            .store
+            .put_verdict(object, &id, &r.to_verdict(&id, runner::now_ms()));
+    }
+    r
+}
+
+/// Review the stored stills of a task that this reviewer has not judged
+/// (QA newly on, or another reviewer): a flagged one becomes a slot to re-roll.
+async fn review_stored(ctx: &Ctx, key: &str, rec: &TaskRecord, n: u32) -> TaskRecord {
+    let Some(reviewer) = ctx.reviewer.as_ref() else {
+        return rec.clone();
+    };
+    let id = reviewer.id();
+    for c in rec.candidates.iter().filter(|c| c.slot < n) {
+        if c.qa
+            .as_ref()
+            .is_some_and(|v| v.reviewer == id && v.verdict != "unreviewed")
+        {
+            continue;
+        }
+        let r = review(ctx, reviewer.as_ref(), &c.object).await;
+        let v = r.to_verdict(&id, runner::now_ms());
+        let _ = ctx
+            .store
+            .update_candidate(key, c.slot, |cand| cand.qa = Some(v));
+    }
+    ctx.store
+        .task(key)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| rec.clone())
 }
 
 /// Whether a record's candidate set is complete and acceptable.
@@ -346,6 +410,14 @@ async fn run_task(
         }
     };
     let n = task.params.candidates;
+    let rec = if ctx.reviewer.is_some()
+        && task.kind == TaskKind::Image
+        && !matches!(mode, RunMode::Skip(_))
+    {
+        review_stored(ctx, &key, &rec, n).await
+    } else {
+        rec
+    };
     let fresh = complete(&rec, n);
     let current = |rec: &TaskRecord| {
         rec.candidates
@@ -426,7 +498,9 @@ async fn run_task(
     let timeout = Duration::from_millis(task.params.timeout_ms);
     let mut jobs = Vec::new();
     for slot in 0..n {
-        if rec.candidate(slot).is_some() {
+        let flagged =
+            |c: &nbbuild_cache::Candidate| c.qa.as_ref().is_some_and(|v| v.verdict == "flagged");
+        if rec.candidate(slot).is_some_and(|c| !flagged(c)) {
             continue;
         }
         jobs.push(runner::run(
@@ -446,7 +520,9 @@ async fn run_task(
     let results = futures_util::future::join_all(jobs).await;
     let mut failures = Vec::new();
     for r in results {
-        if let Err(f) = r {
+        if let Ok((_, Some(f))) = r {
+            failures.push(f);
+        } else if let Err(f) = r {
             ctx.report.event(Event::CandidateFailed {
                 task: label.clone(),
                 slot: f.candidate.unwrap_or(0),
@@ -456,11 +532,15 @@ async fn run_task(
         }
     }
     let rec = ctx.store.task(&key).ok().flatten().unwrap_or(rec);
-    let mut o = TaskOutcome::new(if failures.is_empty() {
-        TaskState::Built
-    } else {
-        TaskState::Failed
-    });
+    // A candidate out of QA attempts is reported (qa_exhausted) but stays in
+    // the gallery: the task is built and its consumers go on.
+    let mut o = TaskOutcome::new(
+        if failures.iter().all(|f| f.kind == FailureKind::QaExhausted) {
+            TaskState::Built
+        } else {
+            TaskState::Failed
+        },
+    );
     o.key = Some(key);
     o.candidates = current(&rec);
     o.note = note;

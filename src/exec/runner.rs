@@ -84,8 +84,77 @@ enum Step {
     Fail(FailureKind, String),
 }
 
+/// Produce one candidate slot: generate it, then (stills, with a reviewer)
+/// review it and re-roll that slot alone while it is flagged, up to
+/// `--qa-attempts` re-rolls. `Ok` once a candidate is durable in the store;
+/// the second value is a `qa_exhausted` failure when the last one is still
+/// flagged (it stays in the gallery, marked).
+pub async fn run(
+    ctx: &Ctx,
+    mut job: CandidateJob,
+) -> Result<(Candidate, Option<Failure>), Failure> {
+    let mut rerolls = 0;
+    loop {
+        let cand = generate(ctx, &job).await?;
+        job.resume = None;
+        let Some(reviewer) = ctx
+            .reviewer
+            .as_ref()
+            .filter(|_| job.kind == TaskKind::Image)
+        else {
+            return Ok((cand, None));
+        };
+        let review = super::review(ctx, reviewer.as_ref(), &cand.object).await;
+        let verdict = review.to_verdict(&reviewer.id(), now_ms());
+        let flagged = review.is_flagged();
+        let store = ctx.store.clone();
+        let (key, slot, v) = (job.key.clone(), job.slot, verdict.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            store.update_candidate(&key, slot, |c| {
+                c.qa = Some(v);
+                c.qa_attempts = rerolls;
+            })
+        })
+        .await;
+        let cand = Candidate {
+            qa: Some(verdict),
+            qa_attempts: rerolls,
+            ..cand
+        };
+        if !flagged {
+            return Ok((cand, None));
+        }
+        if rerolls >= ctx.qa_attempts {
+            let message = format!(
+                "still flagged after {} re-roll(s): {}",
+                rerolls,
+                if review.tells.is_empty() {
+                    "no tell named".to_string()
+                } else {
+                    review.tells.join("; ")
+                }
+            );
+            let f = Failure {
+                candidate: Some(job.slot),
+                kind: FailureKind::QaExhausted,
+                attempts: rerolls + 1,
+                message,
+            };
+            return Ok((cand, Some(f)));
+        }
+        rerolls += 1;
+        ctx.report.event(Event::Retry {
+            task: job.task.clone(),
+            slot: job.slot,
+            attempt: rerolls,
+            why: format!("flagged by QA ({})", review.tells.join("; ")),
+            wait: Duration::ZERO,
+        });
+    }
+}
+
 /// Generate one candidate. `Ok` once it is durable in the store.
-pub async fn run(ctx: &Ctx, job: CandidateJob) -> Result<Candidate, Failure> {
+async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
     // Submissions made for this candidate (also by an earlier run); what
     // errors.json reports as `attempts`.
     let mut attempt = job.resume.as_ref().map(|f| f.attempt).unwrap_or(0);
@@ -187,11 +256,11 @@ pub async fn run(ctx: &Ctx, job: CandidateJob) -> Result<Candidate, Failure> {
             }
         };
         // Poll until the task ends, our timeout passes, or the run stops.
-        let outcome = poll(ctx, &job, &id, submitted).await;
+        let outcome = poll(ctx, job, &id, submitted).await;
         let step = match outcome {
-            Polled::Done(results) => match fetch(ctx, &job, &results).await {
+            Polled::Done(results) => match fetch(ctx, job, &results).await {
                 Ok(bytes) => {
-                    let cand = commit(ctx, &job, &id, bytes)
+                    let cand = commit(ctx, job, &id, bytes)
                         .await
                         .map_err(|m| fail(FailureKind::ApiError, attempt, m))?;
                     drop(permit);
@@ -322,8 +391,10 @@ enum Polled {
 }
 
 async fn poll(ctx: &Ctx, job: &CandidateJob, id: &str, submitted_ms: u64) -> Polled {
-    let mut interval = ctx.policy.poll_start;
     let elapsed_before = Duration::from_millis(now_ms().saturating_sub(submitted_ms));
+    let started = Instant::now()
+        .checked_sub(elapsed_before)
+        .unwrap_or_else(Instant::now);
     let deadline = Instant::now() + job.timeout.saturating_sub(elapsed_before);
     let mut errors = 0;
     loop {
@@ -358,9 +429,16 @@ async fn poll(ctx: &Ctx, job: &CandidateJob, id: &str, submitted_ms: u64) -> Pol
         if Instant::now() >= deadline {
             return Polled::TimedOut;
         }
+        // Poll after a fifth of the time the task has taken so far (at least
+        // poll_start, at most poll_max): a fast server is not slowed down by
+        // the poll interval (the result is noticed within ~20% of its
+        // latency), and a slow one is not hammered (a 60 s clip takes ~30 polls).
+        let interval = started
+            .elapsed()
+            .div_f64(5.0)
+            .clamp(ctx.policy.poll_start, ctx.policy.poll_max);
         let wait = interval.min(deadline.saturating_duration_since(Instant::now()));
         ctx.sleep(wait).await;
-        interval = (interval * 2).min(ctx.policy.poll_max);
     }
 }
 

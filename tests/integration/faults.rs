@@ -2,7 +2,7 @@
 //! right kinds, unaffected work is built, and a rerun pays only for what is
 //! missing.
 
-use crate::harness::{error_kinds, fast_sim, props, Sim, Test};
+use crate::harness::{error_kinds, fast_sim, node_mut, props, Sim, Test};
 use nbbuild_sim::SimConfig;
 use serde_json::json;
 
@@ -12,13 +12,7 @@ fn demo() -> Test {
 
 fn set_prompt(t: &Test, tab: usize, id: i64, text: &str) {
     t.edit_json("ad.nbflow", |v| {
-        let n = v["tabs"][tab]["graphData"]["nodes"]
-            .as_array_mut()
-            .unwrap()
-            .iter_mut()
-            .find(|n| n["id"] == id)
-            .unwrap();
-        n["properties"]["text"] = json!(text);
+        node_mut(v, tab, id)["properties"]["text"] = json!(text)
     });
 }
 

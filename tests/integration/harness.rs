@@ -232,6 +232,16 @@ impl Test {
     }
 }
 
+/// Node `id` of tab `tab` in a flow document, for editing.
+pub fn node_mut(v: &mut serde_json::Value, tab: usize, id: i64) -> &mut serde_json::Value {
+    v["tabs"][tab]["graphData"]["nodes"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|n| n["id"] == id)
+        .unwrap()
+}
+
 /// Properties of node `id` in tab `tab` of a flow document.
 pub fn props(v: &serde_json::Value, tab: usize, id: i64) -> serde_json::Value {
     v["tabs"][tab]["graphData"]["nodes"]

@@ -1,7 +1,7 @@
 //! Every key input changes the key; every excluded field does not.
 
 use crate::compile::compile_text;
-use crate::harness::{fixture_text, fixtures};
+use crate::harness::{fixture_text, fixtures, node_mut};
 use nbbuild::compile::{Compiled, InputSource, TaskKind};
 use nbbuild::key::{diff, ImageId, ImageInput, Preimage, KEY_VERSION};
 use serde_json::{json, Value};
@@ -50,15 +50,6 @@ fn demo() -> Value {
     serde_json::from_str(&fixture_text("demo.nbflow")).unwrap()
 }
 
-fn node(v: &mut Value, tab: usize, id: i64) -> &mut Value {
-    v["tabs"][tab]["graphData"]["nodes"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .find(|n| n["id"] == id)
-        .unwrap()
-}
-
 /// Apply `edit`, and return the names of the tasks whose key changed.
 fn changed(edit: impl FnOnce(&mut Value)) -> Vec<String> {
     let before = keys(&demo());
@@ -80,62 +71,62 @@ fn included_fields_change_exactly_their_tasks_key() {
     let cases: Vec<(&str, Edit, Vec<String>)> = vec![
         (
             "prompt text",
-            Box::new(|v| node(v, 0, 1)["properties"]["text"] = json!("a new prompt")),
+            Box::new(|v| node_mut(v, 0, 1)["properties"]["text"] = json!("a new prompt")),
             scene01.clone(),
         ),
         (
             "aspect ratio",
-            Box::new(|v| node(v, 0, 3)["properties"]["aspectRatio"] = json!("1:1")),
+            Box::new(|v| node_mut(v, 0, 3)["properties"]["aspectRatio"] = json!("1:1")),
             scene01.clone(),
         ),
         (
             "resolution",
-            Box::new(|v| node(v, 0, 3)["properties"]["resolution"] = json!("2K")),
+            Box::new(|v| node_mut(v, 0, 3)["properties"]["resolution"] = json!("2K")),
             scene01.clone(),
         ),
         (
             "duration",
-            Box::new(|v| node(v, 0, 9)["properties"]["durationSeconds"] = json!("4")),
+            Box::new(|v| node_mut(v, 0, 9)["properties"]["durationSeconds"] = json!("4")),
             video02.clone(),
         ),
         (
             "video mode",
-            Box::new(|v| node(v, 0, 9)["properties"]["mode"] = json!("text-to-video")),
+            Box::new(|v| node_mut(v, 0, 9)["properties"]["mode"] = json!("text-to-video")),
             video02.clone(),
         ),
         (
             "video model",
-            Box::new(|v| node(v, 0, 9)["properties"]["veoModel"] = json!("relax")),
+            Box::new(|v| node_mut(v, 0, 9)["properties"]["veoModel"] = json!("relax")),
             video02.clone(),
         ),
         (
             "negative prompt",
-            Box::new(|v| node(v, 0, 9)["properties"]["negativePrompt"] = json!("no blur")),
+            Box::new(|v| node_mut(v, 0, 9)["properties"]["negativePrompt"] = json!("no blur")),
             video02.clone(),
         ),
         (
             "seed",
-            Box::new(|v| node(v, 0, 9)["properties"]["seed"] = json!(7)),
+            Box::new(|v| node_mut(v, 0, 9)["properties"]["seed"] = json!(7)),
             video02.clone(),
         ),
         (
             "reference URL",
             Box::new(|v| {
-                node(v, 0, 2)["properties"]["imageData"] = json!("https://example.test/a.png")
+                node_mut(v, 0, 2)["properties"]["imageData"] = json!("https://example.test/a.png")
             }),
             scene01.clone(),
         ),
         (
             "user pick",
             Box::new(|v| {
-                node(v, 0, 7)["properties"]["_lastApprovedData"] =
+                node_mut(v, 0, 7)["properties"]["_lastApprovedData"] =
                     json!("https://example.test/pick.png")
             }),
             video02.clone(),
         ),
         (
             "dynamic row",
-            Box::new(|v| node(v, 1, 1)["properties"]["dynamicRows"][1] = json!("yellow hat")),
+            Box::new(|v| node_mut(v, 1, 1)["properties"]["dynamicRows"][1] = json!("yellow hat")),
             vec!["image:b-roll-product-row2".to_string()],
         ),
     ];
@@ -161,7 +152,7 @@ fn reference_bytes_are_keyed_not_paths() {
     assert_eq!(base["image:scene02"], other["image:scene02"]);
     // The same bytes under another path (renamed or moved): nothing changes.
     let mut v = demo();
-    node(&mut v, 0, 2)["properties"]["imageData"] = json!("./refs/../refs/avatar.png");
+    node_mut(&mut v, 0, 2)["properties"]["imageData"] = json!("./refs/../refs/avatar.png");
     assert_eq!(keys(&v), keys(&demo()));
 }
 
@@ -196,40 +187,43 @@ fn excluded_fields_change_no_key() {
     let cases: Vec<(&str, Edit)> = vec![
         (
             "position",
-            Box::new(|v| node(v, 0, 3)["pos"] = json!([1, 2])),
+            Box::new(|v| node_mut(v, 0, 3)["pos"] = json!([1, 2])),
         ),
         (
             "size",
-            Box::new(|v| node(v, 0, 3)["size"] = json!([999, 999])),
+            Box::new(|v| node_mut(v, 0, 3)["size"] = json!([999, 999])),
         ),
         (
             "colour",
             Box::new(|v| {
-                node(v, 0, 3)["color"] = json!("#f00");
-                node(v, 0, 3)["bgcolor"] = json!("#0f0");
+                node_mut(v, 0, 3)["color"] = json!("#f00");
+                node_mut(v, 0, 3)["bgcolor"] = json!("#0f0");
             }),
         ),
         (
             "title keeping the scene token",
-            Box::new(|v| node(v, 0, 3)["title"] = json!("Scene 1: kitchen, take 2")),
+            Box::new(|v| node_mut(v, 0, 3)["title"] = json!("Scene 1: kitchen, take 2")),
         ),
         (
             "variableName",
-            Box::new(|v| node(v, 0, 1)["properties"]["variableName"] = json!("renamed")),
+            Box::new(|v| node_mut(v, 0, 1)["properties"]["variableName"] = json!("renamed")),
         ),
         (
             "UI state",
             Box::new(|v| {
-                node(v, 0, 3)["properties"]["_advancedOpen"] = json!(true);
-                node(v, 0, 3)["properties"]["_pinned"] = json!(true);
-                node(v, 0, 3)["flags"] = json!({"collapsed": true});
+                node_mut(v, 0, 3)["properties"]["_advancedOpen"] = json!(true);
+                node_mut(v, 0, 3)["properties"]["_pinned"] = json!(true);
+                node_mut(v, 0, 3)["flags"] = json!({"collapsed": true});
                 v["tabs"][0]["canvasState"] = json!({"offsetX": 5, "offsetY": 5, "scale": 2});
             }),
         ),
-        ("order", Box::new(|v| node(v, 0, 3)["order"] = json!(99))),
+        (
+            "order",
+            Box::new(|v| node_mut(v, 0, 3)["order"] = json!(99)),
+        ),
         (
             "timeout",
-            Box::new(|v| node(v, 0, 3)["properties"]["timeout"] = json!(1000)),
+            Box::new(|v| node_mut(v, 0, 3)["properties"]["timeout"] = json!(1000)),
         ),
         (
             "tab name",
@@ -238,13 +232,13 @@ fn excluded_fields_change_no_key() {
         ("flow name", Box::new(|v| v["name"] = json!("XYZG1-V0-4"))),
         (
             "stale dynamicRows with dynamicMode off",
-            Box::new(|v| node(v, 0, 5)["properties"]["dynamicRows"] = json!(["junk"])),
+            Box::new(|v| node_mut(v, 0, 5)["properties"]["dynamicRows"] = json!(["junk"])),
         ),
         (
             "node id",
             Box::new(|v| {
                 // Renumber Mainbody #3 to #30 everywhere it is referenced.
-                node(v, 0, 3)["id"] = json!(30);
+                node_mut(v, 0, 3)["id"] = json!(30);
                 for l in v["tabs"][0]["graphData"]["links"].as_array_mut().unwrap() {
                     for i in [1, 3] {
                         if l[i] == 3 {

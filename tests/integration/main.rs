@@ -1,12 +1,18 @@
 //! nbbuild's integration tests: one crate, driven by the `Test` builder in
 //! `harness`, running the real binary.
 
+mod bad_input;
 mod build;
 mod cache_cli;
 mod compile;
 mod faults;
 mod harness;
+mod incremental;
 mod keys;
+mod mirror;
+mod qa;
+mod qa_loop;
 mod resume;
 mod roundtrip;
+mod s3;
 mod validate;

@@ -1,0 +1,216 @@
+//! Engine benchmarks against the simulator. Run with `cargo bench --bench engine`.
+//!
+//! 1. Executor overhead: 200 tasks (100 stills, 100 clips) at concurrency 5
+//!    against a simulator with a fixed latency; the makespan as a ratio to the
+//!    lower bound max(critical path, total calls x latency / cap).
+//! 2. No-op cost: on a flow of 2,000 generation nodes whose 8,000 candidates
+//!    are all in the store, `plan` and a no-op `build` as ratios to
+//!    `validate` on the same file (the real binary, median of 5 runs).
+//!
+//! Figures go to docs/performance.md. Nothing here is asserted.
+
+use nbbuild::compile::{compile, CompileOptions};
+use nbbuild::exec::runner::Policy;
+use nbbuild::exec::{ExecOptions, Executor};
+use nbbuild::flow::Flow;
+use nbbuild::progress::Silent;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn compiled(dir: &Path, scenes: usize, candidates: u32) -> (Flow, nbbuild::compile::Compiled) {
+    let text = nbbuild::synth::flow(scenes, "refs/avatar.png").to_string();
+    std::fs::write(dir.join("bench.nbflow"), &text).unwrap();
+    let flow = Flow::parse(&text).unwrap();
+    let exists = |_: &str| true;
+    let c = compile(
+        &flow,
+        &CompileOptions {
+            candidates,
+            ref_image: None,
+            file_exists: &exists,
+        },
+    )
+    .unwrap();
+    (flow, c)
+}
+
+fn setup_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("refs")).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/refs/avatar.png"),
+        dir.path().join("refs/avatar.png"),
+    )
+    .unwrap();
+    dir
+}
+
+async fn run_all(
+    dir: &Path,
+    c: nbbuild::compile::Compiled,
+    sim_url: &str,
+    policy: Policy,
+) -> (Duration, u64) {
+    let store = Arc::new(nbbuild_cache::Store::open(&dir.join(".nbbuild")).unwrap());
+    let client = nbbuild::glabs::Client::new(sim_url, None).unwrap();
+    let opts = ExecOptions {
+        concurrency: 5,
+        images_only: false,
+        only: None,
+        policy,
+        budget: None,
+        prices: Default::default(),
+        reviewer: None,
+        qa_attempts: 0,
+    };
+    let exec = Executor::new(store, client, dir, Arc::new(Silent), opts);
+    let t = Instant::now();
+    let r = exec.run(Arc::new(c)).await;
+    (t.elapsed(), r.image_calls + r.video_calls)
+}
+
+fn overhead(rt: &tokio::runtime::Runtime, latency_ms: u64) {
+    let dir = setup_dir();
+    let (_, c) = compiled(dir.path(), 100, 1);
+    // Critical path: anchored still -> still -> clip, one latency each.
+    let mut depth = vec![0u32; c.tasks.len()];
+    for &i in &c.order {
+        depth[i] = c.tasks[i].deps().map(|d| depth[d]).max().unwrap_or(0) + 1;
+    }
+    let critical = *depth.iter().max().unwrap() as u64 * latency_ms;
+    let sim = rt
+        .block_on(nbbuild_sim::start(
+            nbbuild_sim::SimConfig {
+                image_latency_ms: latency_ms,
+                video_latency_ms: latency_ms,
+                slots: 5,
+                ..Default::default()
+            },
+            0,
+        ))
+        .unwrap();
+    let (took, calls) = rt.block_on(run_all(dir.path(), c, &sim.url(), Policy::default()));
+    let bound = critical.max(calls * latency_ms / 5);
+    println!(
+        "| {latency_ms} ms | {calls} | {} ms | {} ms | {:.0} ms | {:.2} |",
+        critical,
+        bound,
+        took.as_secs_f64() * 1e3,
+        took.as_secs_f64() * 1e3 / bound as f64
+    );
+    rt.block_on(sim.shutdown());
+}
+
+fn median(cmd: &mut dyn FnMut() -> Duration) -> Duration {
+    let mut v: Vec<Duration> = (0..5).map(|_| cmd()).collect();
+    v.sort();
+    v[2]
+}
+
+fn time_binary(dir: &Path, args: &[&str]) -> Duration {
+    let t = Instant::now();
+    let st = Command::new(env!("CARGO_BIN_EXE_nbbuild"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "nbbuild {args:?} failed");
+    t.elapsed()
+}
+
+fn noop(rt: &tokio::runtime::Runtime) {
+    let dir = setup_dir();
+    let (_, c) = compiled(dir.path(), 1000, 4);
+    let tasks = c.tasks.len();
+    let sim = rt
+        .block_on(nbbuild_sim::start(
+            nbbuild_sim::SimConfig {
+                image_latency_ms: 0,
+                video_latency_ms: 0,
+                slots: 5,
+                ..Default::default()
+            },
+            0,
+        ))
+        .unwrap();
+    let fill = Policy {
+        poll_start: Duration::from_millis(1),
+        ..Policy::default()
+    };
+    let (took, calls) = rt.block_on(run_all(dir.path(), c, &sim.url(), fill));
+    rt.block_on(sim.shutdown());
+    eprintln!(
+        "filled the store: {tasks} tasks, {calls} candidates in {:.1}s",
+        took.as_secs_f64()
+    );
+    let d = dir.path();
+    // First build writes the assets and the generated flow; the timed ones are no-ops.
+    time_binary(
+        d,
+        &[
+            "build",
+            "bench.nbflow",
+            "-q",
+            "--json",
+            "--server",
+            "http://127.0.0.1:9",
+        ],
+    );
+    let validate = median(&mut || time_binary(d, &["validate", "bench.nbflow"]));
+    let plan = median(&mut || time_binary(d, &["plan", "bench.nbflow", "--json"]));
+    let build = median(&mut || {
+        time_binary(
+            d,
+            &[
+                "build",
+                "bench.nbflow",
+                "-q",
+                "--json",
+                "--server",
+                "http://127.0.0.1:9",
+            ],
+        )
+    });
+    println!(
+        "| validate | {:.0} ms | 1.00 |",
+        validate.as_secs_f64() * 1e3
+    );
+    println!(
+        "| plan | {:.0} ms | {:.2} |",
+        plan.as_secs_f64() * 1e3,
+        plan.as_secs_f64() / validate.as_secs_f64()
+    );
+    println!(
+        "| no-op build | {:.0} ms | {:.2} |",
+        build.as_secs_f64() * 1e3,
+        build.as_secs_f64() / validate.as_secs_f64()
+    );
+}
+
+fn main() {
+    let which: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    if which.is_empty() || which.iter().any(|w| w == "overhead") {
+        println!("| latency | calls | critical path | lower bound | makespan | ratio |");
+        println!("| ---: | ---: | ---: | ---: | ---: | ---: |");
+        for latency in [300, 1000] {
+            overhead(&rt, latency);
+        }
+    }
+    if which.is_empty() || which.iter().any(|w| w == "noop") {
+        println!("| 2,000 generation nodes, 8,000 cached candidates | time | ratio to validate |");
+        println!("| --- | ---: | ---: |");
+        noop(&rt);
+    }
+}

@@ -1,0 +1,107 @@
+//! `dir:PATH`: publish by copying into a folder; URLs are `file://`.
+
+use super::{check_key, encode_path, BoxFuture, Mirror, MirrorError};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct DirMirror {
+    root: PathBuf,
+}
+
+impl DirMirror {
+    /// A mirror into `root` (made absolute; created on first use).
+    pub fn new(root: &Path) -> Result<DirMirror, MirrorError> {
+        let root = std::path::absolute(root).map_err(|e| {
+            MirrorError::new(format!("mirror folder {}: {e}", root.display()))
+                .hint("give dir:PATH an existing or creatable folder")
+        })?;
+        Ok(DirMirror { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn url(&self, key: &str) -> String {
+        let abs = self.root.join(key);
+        format!("file://{}", encode_path(&abs.to_string_lossy()))
+    }
+}
+
+fn io_error(what: String, e: std::io::Error) -> MirrorError {
+    use std::io::ErrorKind as K;
+    let hint = match e.kind() {
+        K::PermissionDenied | K::ReadOnlyFilesystem => "check the folder's permissions",
+        K::StorageFull => "free some disk space",
+        K::NotFound => "check the path",
+        _ => "check the mirror folder",
+    };
+    MirrorError::new(format!("{what}: {e}")).hint(hint)
+}
+
+/// Copy `src` to `dest` unless a file of the same size is there; via a
+/// temporary file in the destination folder and a rename, so no reader ever
+/// sees half a file.
+fn copy_into(src: &Path, dest: &Path) -> Result<(), MirrorError> {
+    let len = std::fs::metadata(src)
+        .map_err(|e| io_error(format!("cannot read {}", src.display()), e))?
+        .len();
+    if let Ok(m) = std::fs::metadata(dest) {
+        if m.is_file() && m.len() == len {
+            return Ok(());
+        }
+    }
+    let parent = dest.parent().expect("a key has a parent");
+    std::fs::create_dir_all(parent)
+        .map_err(|e| io_error(format!("cannot create {}", parent.display()), e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".nbbuild-")
+        .suffix(".part")
+        .tempfile_in(parent)
+        .map_err(|e| io_error(format!("cannot write in {}", parent.display()), e))?;
+    let mut input = std::fs::File::open(src)
+        .map_err(|e| io_error(format!("cannot read {}", src.display()), e))?;
+    std::io::copy(&mut input, tmp.as_file_mut())
+        .map_err(|e| io_error(format!("cannot copy to {}", dest.display()), e))?;
+    tmp.persist(dest)
+        .map_err(|e| io_error(format!("cannot write {}", dest.display()), e.error))?;
+    Ok(())
+}
+
+impl Mirror for DirMirror {
+    fn id(&self) -> String {
+        format!("dir:{}", self.root.display())
+    }
+
+    fn publish<'a>(
+        &'a self,
+        path: &'a Path,
+        key: &'a str,
+        _mime: &'a str,
+    ) -> BoxFuture<'a, Result<String, MirrorError>> {
+        Box::pin(async move {
+            check_key(key)?;
+            let src = path.to_path_buf();
+            let dest = self.root.join(key);
+            tokio::task::spawn_blocking(move || copy_into(&src, &dest))
+                .await
+                .map_err(|e| MirrorError::new(format!("copy task failed: {e}")))??;
+            Ok(self.url(key))
+        })
+    }
+
+    fn check<'a>(&'a self) -> BoxFuture<'a, Result<(), MirrorError>> {
+        Box::pin(async move {
+            let root = self.root.clone();
+            tokio::task::spawn_blocking(move || {
+                std::fs::create_dir_all(&root)
+                    .map_err(|e| io_error(format!("cannot create {}", root.display()), e))?;
+                tempfile::tempfile_in(&root)
+                    .map_err(|e| io_error(format!("cannot write in {}", root.display()), e))?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| MirrorError::new(format!("check task failed: {e}")))?
+        })
+    }
+}

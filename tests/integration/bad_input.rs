@@ -1,0 +1,317 @@
+//! Bad input gets a clear error and loses nothing: random corruption of
+//! real flows never panics, hostile titles stay inside the output folder,
+//! a full disk leaves the store intact, secrets appear nowhere.
+
+use crate::harness::{fast_sim, fixture_text, Sim, Test};
+use nbbuild::compile::{compile, CompileOptions};
+use nbbuild::flow::validate::{validate, ValidateOptions};
+use nbbuild::flow::Flow;
+use serde_json::{json, Value};
+
+fn random_value(rng: &mut fastrand::Rng, depth: u32) -> Value {
+    match rng.u8(0..9) {
+        0 => Value::Null,
+        1 => json!(rng.bool()),
+        2 => json!(rng.i64(-3..1000)),
+        3 => json!(rng.f64() * 1e6),
+        4 => json!(
+            [
+                "{x}",
+                "{product}",
+                "",
+                "../..",
+                "refs/avatar.png",
+                "https://x.test/a.png"
+            ][rng.usize(0..6)]
+        ),
+        5 if depth < 3 => Value::Array(
+            (0..rng.usize(0..4))
+                .map(|_| random_value(rng, depth + 1))
+                .collect(),
+        ),
+        6 if depth < 3 => {
+            let mut m = serde_json::Map::new();
+            for k in ["id", "type", "link", "links", "mode", "text", "inputs"] {
+                if rng.bool() {
+                    m.insert(k.into(), random_value(rng, depth + 1));
+                }
+            }
+            Value::Object(m)
+        }
+        _ => json!(rng.i64(0..20)),
+    }
+}
+
+/// Replace, delete or duplicate a random value somewhere in the document.
+fn mutate(v: &mut Value, rng: &mut fastrand::Rng, depth: u32) {
+    let go_deeper = rng.u8(0..10) < 8;
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            let keys: Vec<String> = m.keys().cloned().collect();
+            let k = &keys[rng.usize(0..keys.len())];
+            if go_deeper && depth < 12 {
+                mutate(m.get_mut(k).unwrap(), rng, depth + 1);
+            } else if rng.bool() {
+                m.remove(k);
+            } else {
+                m.insert(k.clone(), random_value(rng, 0));
+            }
+        }
+        Value::Array(a) if !a.is_empty() => {
+            let i = rng.usize(0..a.len());
+            if go_deeper && depth < 12 {
+                mutate(&mut a[i], rng, depth + 1);
+            } else {
+                match rng.u8(0..3) {
+                    0 => {
+                        a.remove(i);
+                    }
+                    1 => {
+                        let dup = a[i].clone();
+                        a.push(dup);
+                    }
+                    _ => a[i] = random_value(rng, 0),
+                }
+            }
+        }
+        _ => *v = random_value(rng, 0),
+    }
+}
+
+/// A structured fuzz run over parse -> validate -> compile: thousands of
+/// corrupted variants of the real fixtures, none may panic or hang.
+#[test]
+fn corrupted_flows_never_panic() {
+    let seeds: u64 = std::env::var("NBBUILD_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let bases: Vec<Value> = [
+        "demo.nbflow",
+        "demo-v0711.nbflow",
+        "broken/cycle.nbflow",
+        "broken/dynamic-length-mismatch.nbflow",
+    ]
+    .iter()
+    .map(|f| serde_json::from_str(&fixture_text(f)).unwrap())
+    .collect();
+    let exists = |p: &str| p.ends_with(".png");
+    let opts = CompileOptions {
+        candidates: 4,
+        ref_image: None,
+        file_exists: &exists,
+    };
+    let start = std::time::Instant::now();
+    for seed in 0..seeds {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut v = bases[rng.usize(0..bases.len())].clone();
+        for _ in 0..rng.usize(1..6) {
+            mutate(&mut v, &mut rng, 0);
+        }
+        let text = v.to_string();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if let Ok(flow) = Flow::parse(&text) {
+                let findings = validate(&flow, &ValidateOptions { candidates: 4 });
+                if !findings.iter().any(|f| f.is_error()) {
+                    let _ = compile(&flow, &opts);
+                }
+                let _ = flow.to_json_pretty();
+            }
+        }));
+        assert!(outcome.is_ok(), "seed {seed} panicked on:\n{text}");
+    }
+    assert!(
+        start.elapsed().as_secs() < 120,
+        "fuzz run too slow: something is quadratic or hanging"
+    );
+}
+
+#[test]
+fn deeply_nested_json_is_a_clear_error() {
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let t = Test::new().write(
+        "deep.nbflow",
+        format!("{{\"format\": \"ducted-project\", \"tabs\": {deep}}}"),
+    );
+    let r = t.run(&["validate", "deep.nbflow"]);
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("not valid JSON") && r.stderr.contains("recursion"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_directory_or_binary_file_as_flow_is_a_clear_error() {
+    let t = Test::new()
+        .write("dir.nbflow/x", "")
+        .write("bin.nbflow", [0xff, 0xfe, 0x00, 0x81]);
+    let r = t.run(&["validate", "dir.nbflow"]);
+    r.assert_code(2);
+    assert!(
+        r.stderr.starts_with("error: cannot read dir.nbflow"),
+        "{}",
+        r.stderr
+    );
+    let r = t.run(&["validate", "bin.nbflow"]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("not UTF-8"), "{}", r.stderr);
+}
+
+#[test]
+fn hostile_titles_stay_inside_the_output_folder() {
+    let sim = Sim::start(fast_sim());
+    let t = Test::new().fixture("demo-offline.nbflow", "ad.nbflow");
+    t.edit_json("ad.nbflow", |v| {
+        v["name"] = json!("../../escape/XYZ-V1");
+        for n in v["tabs"][0]["graphData"]["nodes"].as_array_mut().unwrap() {
+            if n["id"] == 3 {
+                n["title"] = json!("../../../../tmp/pwned");
+            }
+            if n["id"] == 6 {
+                n["title"] = json!("/etc/passwd\\..\\..");
+            }
+        }
+    });
+    let out = t.path().join("out");
+    let r = t.build(
+        &sim,
+        &[
+            "--candidates",
+            "1",
+            "--mode",
+            "images",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    r.assert_code(0);
+    let files = crate::build::walk(t.path());
+    assert!(files.iter().all(|f| f.starts_with(t.path())));
+    let assets: Vec<_> = files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "png") && f.starts_with(&out))
+        .collect();
+    assert_eq!(assets.len(), 5, "{assets:#?}");
+    for a in &assets {
+        let rel = a.strip_prefix(&out).unwrap().to_string_lossy().to_string();
+        assert!(!rel.contains(".."), "{rel}");
+    }
+    assert!(!std::path::Path::new("/tmp/pwned-c1.png").exists());
+}
+
+#[test]
+fn a_missing_reference_file_stops_before_any_call() {
+    let sim = Sim::start(fast_sim());
+    let t = Test::new().fixture("demo-offline.nbflow", "ad.nbflow");
+    std::fs::remove_file(t.path().join("refs/avatar.png")).unwrap();
+    let r = t.build(&sim, &[]);
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("missing-ref-file") && r.stderr.contains("refs/avatar.png"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(sim.submits(), 0);
+}
+
+/// A full disk under the output folder: a clear error, the store intact,
+/// and a rerun with room writes everything without a single call.
+#[test]
+fn full_disk_gives_a_clear_error_and_keeps_the_store() {
+    let t = Test::new().fixture("demo-offline.nbflow", "ad.nbflow");
+    let mnt = t.path().join("tiny");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=48k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let sim = Sim::start(fast_sim());
+    let r = t.build(&sim, &["--candidates", "2", "--out", mnt.to_str().unwrap()]);
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("cannot write the outputs"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("No space left on device"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("hint: free some disk space"),
+        "{}",
+        r.stderr
+    );
+    let calls = sim.submits();
+    assert_eq!(calls, 14);
+    t.run(&["cache", "verify"]).assert_code(0);
+    // No half-written file is left under a real name.
+    for f in crate::build::walk(&mnt) {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        assert!(!name.ends_with(".tmp"), "temporary file left: {name}");
+        if name.ends_with(".png") {
+            assert!(
+                nbbuild_sim::media::is_png(&std::fs::read(&f).unwrap()),
+                "half-written {name}"
+            );
+        }
+    }
+    let again = t.build(&sim, &["--candidates", "2"]);
+    again.assert_code(0);
+    assert_eq!(sim.submits(), calls, "everything came from the store");
+    assert_eq!(again.json()["tasks"]["fresh"], 7);
+}
+
+#[test]
+fn secrets_appear_nowhere() {
+    let key = "glabs-secret-KEY-5f2a9c";
+    let sim = Sim::start(nbbuild_sim::SimConfig {
+        api_key: Some(key.into()),
+        ..fast_sim()
+    });
+    let t = Test::new()
+        .fixture("demo-offline.nbflow", "ad.nbflow")
+        .env("GLABS_API_KEY", key);
+    let r = t.build(&sim, &["--candidates", "1", "-v"]);
+    r.assert_code(0);
+    let failing = t.build(
+        &sim,
+        &[
+            "--candidates",
+            "1",
+            "--only",
+            "scene01",
+            "--api-key",
+            "wrong-secret-value-77",
+        ],
+    );
+    failing.assert_code(2);
+    for out in [&r.stdout, &r.stderr, &failing.stdout, &failing.stderr] {
+        assert!(
+            !out.contains(key) && !out.contains("wrong-secret-value-77"),
+            "{out}"
+        );
+    }
+    for f in crate::build::walk(t.path()) {
+        let bytes = std::fs::read(&f).unwrap();
+        for s in [key.as_bytes(), b"wrong-secret-value-77".as_slice()] {
+            assert!(
+                !bytes.windows(s.len()).any(|w| w == s),
+                "secret found in {}",
+                f.display()
+            );
+        }
+    }
+}
