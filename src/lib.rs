@@ -20,6 +20,7 @@ pub mod plan;
 pub mod progress;
 pub mod project;
 pub mod prompt;
+pub mod publish;
 pub mod qa;
 pub mod select;
 pub mod synth;

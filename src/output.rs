@@ -144,16 +144,25 @@ impl Layout {
     }
 }
 
-/// URL of each candidate as the generated flow shows it.
-pub trait Publisher {
-    fn url(&self, candidate: &Candidate, asset: &Path) -> String;
+/// Public URLs of what the mirror published; anything missing is shown by
+/// the `file://` URL of its local copy (which PatchWork cannot open).
+#[derive(Debug, Default, Clone)]
+pub struct Urls {
+    /// Object hash -> URL.
+    pub objects: BTreeMap<String, String>,
+    /// A reference's `imageData` as written -> URL.
+    pub refs: BTreeMap<String, String>,
+    /// `--ref-image`, as given (the key of its URL in `refs`).
+    pub ref_image: Option<String>,
+    pub mirrored: bool,
 }
 
-/// No mirror: `file://` URLs of the assets (PatchWork cannot open them).
-pub struct LocalUrls;
-impl Publisher for LocalUrls {
-    fn url(&self, c: &Candidate, asset: &Path) -> String {
-        c.url.clone().unwrap_or_else(|| file_url(asset))
+impl Urls {
+    fn candidate(&self, c: &Candidate, asset: &Path) -> String {
+        self.objects
+            .get(&c.object)
+            .cloned()
+            .unwrap_or_else(|| file_url(asset))
     }
 }
 
@@ -181,7 +190,7 @@ pub fn write(
     compiled: &Compiled,
     report: &RunReport,
     layout: &Layout,
-    publisher: &dyn Publisher,
+    urls: &Urls,
     now: chrono::DateTime<chrono::Local>,
 ) -> std::io::Result<Written> {
     // Candidate URLs per generation node, rows in order.
@@ -193,7 +202,7 @@ pub fn write(
         if o.candidates.is_empty() {
             continue;
         }
-        let mut urls = Vec::new();
+        let mut shown = Vec::new();
         // Candidates QA flagged stay in the gallery, after the clean ones, so
         // the selected index 0 is a usable one whenever there is one.
         let mut ordered: Vec<&Candidate> = o.candidates.iter().collect();
@@ -202,7 +211,7 @@ pub fn write(
             let dest = layout.asset(t.kind, &t.label(), c.slot);
             place(store, &c.object, &dest)?;
             assets += 1;
-            urls.push(publisher.url(c, &dest));
+            shown.push(urls.candidate(c, &dest));
         }
         // Every flagged attempt, current or replaced, under qa_loop/.
         if let Some(rec) = o.key.as_ref().and_then(|k| store.task(k).ok().flatten()) {
@@ -222,10 +231,9 @@ pub fn write(
         per_node
             .entry((t.tab, t.node_id))
             .or_default()
-            .push((t.row, urls));
+            .push((t.row, shown));
     }
     let mut raw = flow.raw.clone();
-    let mut touched = false;
     for tab in &flow.tabs {
         for node in &tab.nodes {
             let key = (tab.index, node.id);
@@ -235,7 +243,6 @@ pub fn write(
                         rows.iter().flat_map(|(_, u)| u.iter().cloned()).collect();
                     if let Some(props) = props_mut(&mut raw, tab.index, node.index) {
                         fill_generation(props, node.kind, &urls);
-                        touched = true;
                     }
                 }
             } else if node.kind == Kind::Approve {
@@ -247,12 +254,23 @@ pub fn write(
                 };
                 if let Some(props) = props_mut(&mut raw, tab.index, node.index) {
                     fill_gate(props, up.kind, rows);
-                    touched = true;
+                }
+            } else if node.kind == Kind::Reference {
+                // A local image (or --ref-image for an empty node) the mirror published.
+                let written = node
+                    .prop_str("imageData")
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .or(urls.ref_image.clone());
+                if let Some(url) = written.and_then(|w| urls.refs.get(&w)) {
+                    if let Some(props) = props_mut(&mut raw, tab.index, node.index) {
+                        set(props, "imageData", json!(url));
+                    }
                 }
             }
         }
     }
-    let _ = touched;
     let gen_dir = layout.generations();
     let stem = safe_component(&flow.name);
     let stem = if stem.is_empty() {

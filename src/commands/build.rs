@@ -8,7 +8,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::exec::runner::Policy;
 use crate::exec::{ExecOptions, Executor, RunReport, TaskOutcome, TaskState};
 use crate::glabs::{ApiError, Client};
-use crate::output::{Layout, LocalUrls};
+use crate::output::Layout;
 use crate::plan::Status;
 use crate::progress::{Event, Fancy, Plain, Reporter, Silent};
 use serde_json::json;
@@ -55,23 +55,61 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
         }
     }
 
-    // Nothing to generate: the outcome is what the store holds; no server,
-    // no scheduler.
-    let settled = plan
-        .items
-        .iter()
-        .all(|i| matches!(i.status, Status::Fresh | Status::Skipped { .. }))
-        && qa_settled(&s, &store, &compiled, &plan);
-    let run_report = if settled {
-        settled_report(&store, &compiled, &plan)
-    } else {
-        execute(&s, &compiled, &store, &plan, report.clone())?
-    };
-    report.finish();
+    let layout = Layout::new(&s.out, &s.project.flow.name);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::internal(format!("cannot start the runtime: {e}")))?;
+    let (run_report, published) = runtime.block_on(async {
+        // The mirror is checked before anything is spent.
+        let mirror = open_mirror(&s).await?;
+        // Nothing to generate: the outcome is what the store holds; no
+        // server, no scheduler.
+        let settled = plan
+            .items
+            .iter()
+            .all(|i| matches!(i.status, Status::Fresh | Status::Skipped { .. }))
+            && qa_settled(&s, &store, &compiled, &plan);
+        let mut run_report = if settled {
+            settled_report(&store, &compiled, &plan)
+        } else {
+            execute(&s, &compiled, &store, &plan, report.clone()).await?
+        };
+        report.finish();
+        let published = match &mirror {
+            Some(m) => Some(
+                crate::publish::publish(
+                    &store,
+                    m.as_ref(),
+                    &s.project,
+                    &compiled,
+                    &mut run_report,
+                    &layout,
+                    s.ref_image.as_deref(),
+                )
+                .await,
+            ),
+            None => None,
+        };
+        Ok::<_, Error>((run_report, published))
+    })?;
+    drop(runtime);
+    for f in &run_report.publish_failures {
+        eprintln!("warning: {f}");
+    }
 
     // Outputs, for everything that is done.
-    let layout = Layout::new(&s.out, &s.project.flow.name);
-    let written = crate::output::write(&store, &s.project.flow, &compiled, &run_report, &layout, &LocalUrls, chrono::Local::now()).map_err(|e| {
+    let urls = match &published {
+        Some(p) => crate::output::Urls {
+            objects: p.objects.clone(),
+            refs: p.refs.clone(),
+            ref_image: s.ref_image.clone(),
+            mirrored: true,
+        },
+        None => crate::output::Urls::default(),
+    };
+    let written = crate::output::write(&store, &s.project.flow, &compiled, &run_report, &layout, &urls, chrono::Local::now()).map_err(|e| {
         Error::io(format!("cannot write the outputs under {}", s.out.display()), &e).cause("every candidate that arrived is kept in the store: rerunning writes the outputs without new calls")
     })?;
     let count = |st: TaskState| run_report.outcomes.iter().filter(|o| o.state == st).count();
@@ -89,12 +127,19 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
             "skipped": skipped,
         },
         "calls": {"image": run_report.image_calls, "video": run_report.video_calls, "qa": run_report.qa_calls},
+        "uploads": published.as_ref().map(|p| p.uploaded),
         "credits": run_report.credits,
         "duration_ms": started.elapsed().as_millis() as u64,
     });
     let _ = store.append_run(&json!({"at": crate::exec::runner::now_ms(), "summary": summary}));
     if !s.quiet {
-        print_summary(&run_report, &written, &layout, compiled.tasks.len());
+        print_summary(
+            &run_report,
+            &written,
+            &layout,
+            compiled.tasks.len(),
+            published.as_ref(),
+        );
     }
     if s.json {
         println!(
@@ -116,7 +161,7 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
 
 /// Generate what the plan says is stale, against the configured server (or
 /// the built-in simulator).
-fn execute(
+async fn execute(
     s: &Settings,
     compiled: &Arc<crate::compile::Compiled>,
     store: &Arc<nbbuild_cache::Store>,
@@ -124,67 +169,70 @@ fn execute(
     report: Arc<dyn Reporter>,
 ) -> Result<RunReport> {
     let calls = plan.image_calls + plan.video_calls;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::internal(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(async {
-        // Nothing stale: no server needed at all.
-        let sim;
-        let needs_sim = s.sim && (calls > 0 || matches!(s.qa, QaSetting::Sim));
-        let (base, key) = if calls == 0 && !needs_sim {
-            sim = None;
-            ("http://127.0.0.1:9".to_string(), None)
-        } else if s.sim {
-            let h = nbbuild_sim::start(nbbuild_sim::SimConfig::default(), 0).await.map_err(|e| Error::env("cannot start the built-in simulator").cause(e.to_string()))?;
-            let url = h.url();
-            sim = Some(h);
-            (url, None)
-        } else {
-            sim = None;
-            match &s.server {
-                Some(u) => (u.clone(), s.api_key.clone()),
-                None => {
-                    return Err(Error::usage(format!("{calls} call(s) to make but no G-Labs server is configured"))
-                        .hint("pass --server URL (or set GLABS_SERVER) with GLABS_API_KEY, or --sim to use the built-in simulator"))
-                }
+
+    // Nothing stale: no server needed at all.
+    let sim;
+    let needs_sim = s.sim && (calls > 0 || matches!(s.qa, QaSetting::Sim));
+    let (base, key) = if calls == 0 && !needs_sim {
+        sim = None;
+        ("http://127.0.0.1:9".to_string(), None)
+    } else if s.sim {
+        let h = nbbuild_sim::start(nbbuild_sim::SimConfig::default(), 0)
+            .await
+            .map_err(|e| Error::env("cannot start the built-in simulator").cause(e.to_string()))?;
+        let url = h.url();
+        sim = Some(h);
+        (url, None)
+    } else {
+        sim = None;
+        match &s.server {
+            Some(u) => (u.clone(), s.api_key.clone()),
+            None => {
+                return Err(Error::usage(format!("{calls} call(s) to make but no G-Labs server is configured"))
+                    .hint("pass --server URL (or set GLABS_SERVER) with GLABS_API_KEY, or --sim to use the built-in simulator"))
             }
-        };
-        let client = Client::new(&base, key).map_err(|e| Error::internal(e.message()))?;
-        if calls > 0 {
-            check_server(&client).await?;
         }
-        let reviewer = s.qa.reviewer(Some(&base));
-        let stale_stills = plan.items.iter().any(|i| i.kind == crate::compile::TaskKind::Image && matches!(i.status, Status::Stale(_)));
-        if matches!(s.qa, QaSetting::Off { unconfigured: true }) && stale_stills {
-            report.event(Event::Warn("visual QA is off: no reviewer is configured (set NBBUILD_QA_URL and NBBUILD_QA_MODEL, or --qa-command; see docs/qa.md)".into()));
+    };
+    let client = Client::new(&base, key).map_err(|e| Error::internal(e.message()))?;
+    if calls > 0 {
+        check_server(&client).await?;
+    }
+    let reviewer = s.qa.reviewer(Some(&base));
+    let stale_stills = plan
+        .items
+        .iter()
+        .any(|i| i.kind == crate::compile::TaskKind::Image && matches!(i.status, Status::Stale(_)));
+    if matches!(s.qa, QaSetting::Off { unconfigured: true }) && stale_stills {
+        report.event(Event::Warn("visual QA is off: no reviewer is configured (set NBBUILD_QA_URL and NBBUILD_QA_MODEL, or --qa-command; see docs/qa.md)".into()));
+    }
+    let opts = ExecOptions {
+        concurrency: s.concurrency as usize,
+        images_only: s.images_only,
+        only: s.only.clone(),
+        policy: policy_from_env(),
+        budget: s.budget,
+        prices: s.prices.clone(),
+        reviewer,
+        qa_attempts: s.qa_attempts,
+    };
+    let exec = Executor::new(store.clone(), client, &s.project.dir, report.clone(), opts);
+    report.event(Event::Start {
+        tasks: plan.stale().count(),
+        calls,
+        credits: plan.credits,
+    });
+    let ctx = exec.ctx.clone();
+    let interrupt = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            ctx.interrupt();
         }
-        let opts = ExecOptions {
-            concurrency: s.concurrency as usize,
-            images_only: s.images_only,
-            only: s.only.clone(),
-            policy: policy_from_env(),
-            budget: s.budget,
-            prices: s.prices.clone(),
-            reviewer,
-            qa_attempts: s.qa_attempts,
-        };
-        let exec = Executor::new(store.clone(), client, &s.project.dir, report.clone(), opts);
-        report.event(Event::Start { tasks: plan.stale().count(), calls, credits: plan.credits });
-        let ctx = exec.ctx.clone();
-        let interrupt = tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                ctx.interrupt();
-            }
-        });
-        let r = exec.run(compiled.clone()).await;
-        interrupt.abort();
-        if let Some(h) = sim {
-            h.shutdown().await;
-        }
-        Ok::<_, Error>(r)
-    })
+    });
+    let r = exec.run(compiled.clone()).await;
+    interrupt.abort();
+    if let Some(h) = sim {
+        h.shutdown().await;
+    }
+    Ok(r)
 }
 
 /// The run's outcome when nothing is stale: every task as the store holds it.
@@ -212,6 +260,7 @@ fn settled_report(
     }
     RunReport {
         outcomes,
+        publish_failures: Vec::new(),
         image_calls: 0,
         video_calls: 0,
         qa_calls: 0,
@@ -221,7 +270,13 @@ fn settled_report(
     }
 }
 
-fn print_summary(r: &RunReport, w: &crate::output::Written, layout: &Layout, total: usize) {
+fn print_summary(
+    r: &RunReport,
+    w: &crate::output::Written,
+    layout: &Layout,
+    total: usize,
+    published: Option<&crate::publish::Published>,
+) {
     let count = |st: TaskState| r.outcomes.iter().filter(|o| o.state == st).count();
     eprintln!(
         "done: {total} tasks: {} built, {} fresh, {} failed, {} skipped, {} not run; {} image + {} video call(s), {} credits",
@@ -242,8 +297,10 @@ fn print_summary(r: &RunReport, w: &crate::output::Written, layout: &Layout, tot
         layout.out.join("Assets").join(&layout.wf).display(),
         w.assets
     );
-    if w.assets > 0 {
-        eprintln!("warning: no mirror configured: the generated flow holds file:// URLs, which PatchWork cannot open");
+    match published {
+        Some(p) => eprintln!("mirror: {} file(s) uploaded this run; the generated flow holds their public URLs", p.uploaded),
+        None if w.assets > 0 => eprintln!("warning: no mirror configured (--mirror r2|dir:PATH): the generated flow holds file:// URLs, which PatchWork cannot open"),
+        None => {}
     }
     if let Some(e) = &w.errors {
         eprintln!("failures: {}", e.display());
@@ -315,4 +372,22 @@ fn qa_settled(
                 .and_then(|k| store.task(k).ok().flatten())
                 .is_some_and(|r| r.candidates.iter().all(judged))
         })
+}
+
+/// The mirror the settings ask for, opened and checked (bucket reachable,
+/// credentials accepted) before anything is spent.
+async fn open_mirror(s: &Settings) -> Result<Option<Box<dyn crate::mirror::Mirror>>> {
+    let m = crate::mirror::open(&s.mirror, &s.r2)
+        .await
+        .map_err(|e| mirror_error(&s.mirror, e))?;
+    if let Some(m) = &m {
+        m.check().await.map_err(|e| mirror_error(&s.mirror, e))?;
+    }
+    Ok(m)
+}
+
+fn mirror_error(spec: &crate::mirror::MirrorSpec, e: crate::mirror::MirrorError) -> Error {
+    let mut err = Error::env(format!("the {spec} mirror is not usable")).cause(e.message.clone());
+    err.hint = e.hint.clone().or(Some("fix the mirror settings (docs/mirror.md), or pass --mirror none to keep local file:// URLs".into()));
+    err
 }

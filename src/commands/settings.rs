@@ -75,6 +75,8 @@ pub struct Settings {
     pub prices: Prices,
     pub qa: QaSetting,
     pub qa_attempts: u32,
+    pub mirror: crate::mirror::MirrorSpec,
+    pub r2: crate::mirror::R2Settings,
     pub json: bool,
     pub quiet: bool,
     pub verbose: bool,
@@ -128,6 +130,30 @@ impl Settings {
             );
         }
         let qa = resolve_qa(a, &qa_file)?;
+        let m = file.mirror.clone().unwrap_or_default();
+        let r2 = crate::mirror::R2Settings {
+            endpoint: m.endpoint.clone(),
+            account_id: m.account_id.clone(),
+            bucket: m.bucket.clone(),
+            public_url: m.public_url.clone(),
+        };
+        // --mirror > [mirror] kind > r2 when configured > none.
+        let mirror = match a.mirror.clone().or(m.kind.clone()) {
+            Some(spec) => crate::mirror::MirrorSpec::parse(&spec).map_err(|e| {
+                let mut err = Error::usage(format!("--mirror {spec}: {}", e.message));
+                err.hint = e.hint;
+                err
+            })?,
+            None if crate::mirror::r2_configured(&r2) => crate::mirror::MirrorSpec::R2,
+            None => crate::mirror::MirrorSpec::None,
+        };
+        // A relative dir: mirror lives beside the flow.
+        let mirror = match mirror {
+            crate::mirror::MirrorSpec::Dir(p) if p.is_relative() && a.mirror.is_none() => {
+                crate::mirror::MirrorSpec::Dir(project.dir.join(p))
+            }
+            other => other,
+        };
         let mut prices = Prices::default();
         prices.table.extend(file.prices.clone());
         let out = a
@@ -160,6 +186,8 @@ impl Settings {
             prices,
             qa,
             qa_attempts,
+            mirror,
+            r2,
             json: a.json,
             quiet: a.quiet,
             verbose: a.verbose > 0,

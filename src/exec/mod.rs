@@ -138,6 +138,8 @@ impl Ctx {
 
 pub struct RunReport {
     pub outcomes: Vec<TaskOutcome>,
+    /// Reference images the mirror refused (candidates' failures sit in their outcomes).
+    pub publish_failures: Vec<String>,
     pub image_calls: u64,
     pub video_calls: u64,
     pub qa_calls: u64,
@@ -228,6 +230,7 @@ impl Executor {
             .collect();
         RunReport {
             outcomes,
+            publish_failures: Vec::new(),
             image_calls: self.ctx.image_calls.load(Ordering::SeqCst),
             video_calls: self.ctx.video_calls.load(Ordering::SeqCst),
             qa_calls: self.ctx.qa_calls.load(Ordering::SeqCst),

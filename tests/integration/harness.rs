@@ -119,6 +119,15 @@ impl Test {
             "NBBUILD_QA_URL",
             "NBBUILD_QA_MODEL",
             "NBBUILD_QA_KEY",
+            "R2_ENDPOINT",
+            "R2_ACCOUNT_ID",
+            "R2_BUCKET",
+            "R2_PUBLIC_URL",
+            "R2_ACCESS_KEY_ID",
+            "R2_SECRET_ACCESS_KEY",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_PROFILE",
         ] {
             c.env_remove(k);
         }

@@ -10,6 +10,7 @@ mod harness;
 mod incremental;
 mod keys;
 mod mirror;
+mod mirror_build;
 mod qa;
 mod qa_loop;
 mod resume;
