@@ -64,6 +64,7 @@ async fn run_all(
         prices: Default::default(),
         reviewer: None,
         qa_attempts: 0,
+        mirror: None,
     };
     let exec = Executor::new(store, client, dir, Arc::new(Silent), opts);
     let t = Instant::now();

@@ -387,7 +387,7 @@ impl Shared {
         let outcome = if self
             .config
             .lose_every
-            .is_some_and(|n| n > 0 && accepted % n == 0)
+            .is_some_and(|n| n > 0 && accepted.is_multiple_of(n))
         {
             Outcome::Lose
         } else if Self::word_in(&self.config.policy_word, &req.prompt) {
@@ -759,7 +759,7 @@ async fn submit(s: Arc<Shared>, kind: Kind, headers: HeaderMap, body: Body) -> R
     let n = s.submits.fetch_add(1, Ordering::SeqCst) + 1;
     if s.config
         .rate_limit_every
-        .is_some_and(|every| every > 0 && n % every == 0)
+        .is_some_and(|every| every > 0 && n.is_multiple_of(every))
     {
         let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate limited");
         r.headers_mut()

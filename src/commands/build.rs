@@ -74,7 +74,16 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
         let mut run_report = if settled {
             settled_report(&store, &compiled, &plan)
         } else {
-            execute(&s, &compiled, &store, &plan, report.clone()).await?
+            execute(
+                &s,
+                &compiled,
+                &store,
+                &plan,
+                report.clone(),
+                mirror.clone(),
+                &layout,
+            )
+            .await?
         };
         report.finish();
         let published = match &mirror {
@@ -127,7 +136,7 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
             "skipped": skipped,
         },
         "calls": {"image": run_report.image_calls, "video": run_report.video_calls, "qa": run_report.qa_calls},
-        "uploads": published.as_ref().map(|p| p.uploaded),
+        "uploads": published.as_ref().map(|p| p.uploaded + run_report.uploads),
         "credits": run_report.credits,
         "duration_ms": started.elapsed().as_millis() as u64,
     });
@@ -167,6 +176,8 @@ async fn execute(
     store: &Arc<nbbuild_cache::Store>,
     plan: &crate::plan::Plan,
     report: Arc<dyn Reporter>,
+    mirror: Option<Arc<dyn crate::mirror::Mirror>>,
+    layout: &Layout,
 ) -> Result<RunReport> {
     let calls = plan.image_calls + plan.video_calls;
 
@@ -214,6 +225,11 @@ async fn execute(
         prices: s.prices.clone(),
         reviewer,
         qa_attempts: s.qa_attempts,
+        mirror: mirror.map(|m| crate::exec::EagerMirror {
+            mirror: m,
+            wf: layout.wf.clone(),
+            ver: layout.ver.clone(),
+        }),
     };
     let exec = Executor::new(store.clone(), client, &s.project.dir, report.clone(), opts);
     report.event(Event::Start {
@@ -264,6 +280,7 @@ fn settled_report(
         image_calls: 0,
         video_calls: 0,
         qa_calls: 0,
+        uploads: 0,
         credits: 0.0,
         interrupted: false,
         halted: None,
@@ -298,7 +315,7 @@ fn print_summary(
         w.assets
     );
     match published {
-        Some(p) => eprintln!("mirror: {} file(s) uploaded this run; the generated flow holds their public URLs", p.uploaded),
+        Some(p) => eprintln!("mirror: {} file(s) uploaded this run; the generated flow holds their public URLs", p.uploaded + r.uploads),
         None if w.assets > 0 => eprintln!("warning: no mirror configured (--mirror r2|dir:PATH): the generated flow holds file:// URLs, which PatchWork cannot open"),
         None => {}
     }
@@ -376,14 +393,14 @@ fn qa_settled(
 
 /// The mirror the settings ask for, opened and checked (bucket reachable,
 /// credentials accepted) before anything is spent.
-async fn open_mirror(s: &Settings) -> Result<Option<Box<dyn crate::mirror::Mirror>>> {
+async fn open_mirror(s: &Settings) -> Result<Option<Arc<dyn crate::mirror::Mirror>>> {
     let m = crate::mirror::open(&s.mirror, &s.r2)
         .await
         .map_err(|e| mirror_error(&s.mirror, e))?;
     if let Some(m) = &m {
         m.check().await.map_err(|e| mirror_error(&s.mirror, e))?;
     }
-    Ok(m)
+    Ok(m.map(Arc::from))
 }
 
 fn mirror_error(spec: &crate::mirror::MirrorSpec, e: crate::mirror::MirrorError) -> Error {

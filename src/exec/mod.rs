@@ -42,6 +42,16 @@ pub struct ExecOptions {
     pub reviewer: Option<Arc<dyn Reviewer>>,
     /// Re-rolls allowed per flagged candidate.
     pub qa_attempts: u32,
+    /// Publish each candidate as soon as it is stored (and past QA).
+    pub mirror: Option<EagerMirror>,
+}
+
+/// The mirror and the key layout, for uploads as candidates land.
+#[derive(Clone)]
+pub struct EagerMirror {
+    pub mirror: Arc<dyn crate::mirror::Mirror>,
+    pub wf: String,
+    pub ver: String,
 }
 
 /// Shared by every task of a run.
@@ -58,6 +68,9 @@ pub struct Ctx {
     pub qa_calls: AtomicU64,
     pub reviewer: Option<Arc<dyn Reviewer>>,
     pub qa_attempts: u32,
+    mirror: Option<EagerMirror>,
+    uploads: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    uploaded: Arc<AtomicU64>,
     spent_milli: AtomicU64,
     budget: Option<f64>,
     prices: crate::plan::Prices,
@@ -96,6 +109,40 @@ impl Ctx {
             )));
         }
     }
+    /// Upload a stored candidate in the background; the publish step after
+    /// the run catches (and reports) anything that did not make it.
+    pub fn publish_soon(&self, label: &str, kind: TaskKind, key: &str, slot: u32, object: &str) {
+        let Some(m) = self.mirror.clone() else { return };
+        let store = self.store.clone();
+        let (ext, mime) = if kind == TaskKind::Image {
+            ("png", "image/png")
+        } else {
+            ("mp4", "video/mp4")
+        };
+        let object_key = crate::mirror::candidate_key(&m.wf, &m.ver, label, slot, object, ext);
+        let (key, object) = (key.to_string(), object.to_string());
+        let uploaded = self.uploaded.clone();
+        let handle = tokio::spawn(async move {
+            let id = m.mirror.id();
+            if matches!(store.upload(&object, &id), Ok(Some(_))) {
+                return;
+            }
+            if let Ok(url) = m
+                .mirror
+                .publish(&store.object_path(&object), &object_key, mime)
+                .await
+            {
+                let _ = store.put_upload(&object, &id, &url);
+                let _ = store.update_candidate(&key, slot, |c| c.url = Some(url));
+                uploaded.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        self.uploads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle);
+    }
+
     /// Ctrl-C.
     pub fn interrupt(&self) {
         self.interrupted.store(true, Ordering::SeqCst);
@@ -143,6 +190,8 @@ pub struct RunReport {
     pub image_calls: u64,
     pub video_calls: u64,
     pub qa_calls: u64,
+    /// Files the mirror received while the run went on.
+    pub uploads: u64,
     pub credits: f64,
     pub interrupted: bool,
     pub halted: Option<String>,
@@ -174,6 +223,9 @@ impl Executor {
             qa_calls: AtomicU64::new(0),
             reviewer: opts.reviewer.clone(),
             qa_attempts: opts.qa_attempts,
+            mirror: opts.mirror.clone(),
+            uploads: Mutex::new(Vec::new()),
+            uploaded: Arc::new(AtomicU64::new(0)),
             spent_milli: AtomicU64::new(0),
             budget: opts.budget,
             prices: opts.prices.clone(),
@@ -220,6 +272,12 @@ impl Executor {
                 }
             }
         }
+        // Uploads started as candidates landed.
+        let uploads =
+            std::mem::take(&mut *self.ctx.uploads.lock().unwrap_or_else(|e| e.into_inner()));
+        for u in uploads {
+            let _ = u.await;
+        }
         let outcomes = receivers
             .iter()
             .map(|r| {
@@ -234,6 +292,7 @@ impl Executor {
             image_calls: self.ctx.image_calls.load(Ordering::SeqCst),
             video_calls: self.ctx.video_calls.load(Ordering::SeqCst),
             qa_calls: self.ctx.qa_calls.load(Ordering::SeqCst),
+            uploads: self.ctx.uploaded.load(Ordering::SeqCst),
             credits: self.ctx.spent(),
             interrupted: self.ctx.interrupted(),
             halted: self

@@ -102,6 +102,7 @@ pub async fn run(
             .as_ref()
             .filter(|_| job.kind == TaskKind::Image)
         else {
+            ctx.publish_soon(&job.task, job.kind, &job.key, job.slot, &cand.object);
             return Ok((cand, None));
         };
         let review = super::review(ctx, reviewer.as_ref(), &cand.object).await;
@@ -122,6 +123,7 @@ pub async fn run(
             ..cand
         };
         if !flagged {
+            ctx.publish_soon(&job.task, job.kind, &job.key, job.slot, &cand.object);
             return Ok((cand, None));
         }
         if rerolls >= ctx.qa_attempts {
@@ -140,6 +142,7 @@ pub async fn run(
                 attempts: rerolls + 1,
                 message,
             };
+            ctx.publish_soon(&job.task, job.kind, &job.key, job.slot, &cand.object);
             return Ok((cand, Some(f)));
         }
         rerolls += 1;

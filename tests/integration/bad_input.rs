@@ -315,3 +315,38 @@ fn secrets_appear_nowhere() {
         }
     }
 }
+
+fn big_flow(scenes: usize) -> Test {
+    let t = Test::new().fixture("demo.nbflow", "unused.json");
+    let text = nbbuild::synth::flow(scenes, "refs/avatar.png").to_string();
+    t.write("big.nbflow", text)
+}
+
+#[test]
+fn a_20_mb_flow_validates() {
+    let t = big_flow(7_000);
+    assert!(
+        std::fs::metadata(t.path().join("big.nbflow"))
+            .unwrap()
+            .len()
+            > 19_000_000
+    );
+    let r = t.run(&["validate", "big.nbflow", "--json"]);
+    r.assert_code(0);
+    assert_eq!(r.json()["tasks"]["total"], 14_000);
+}
+
+#[test]
+#[ignore = "long form: a 200 MB flow (cargo test --release a_200_mb -- --ignored)"]
+fn a_200_mb_flow_validates() {
+    let t = big_flow(70_000);
+    assert!(
+        std::fs::metadata(t.path().join("big.nbflow"))
+            .unwrap()
+            .len()
+            > 190_000_000
+    );
+    let r = t.run(&["validate", "big.nbflow", "--json"]);
+    r.assert_code(0);
+    assert_eq!(r.json()["tasks"]["total"], 140_000);
+}

@@ -194,3 +194,92 @@ fn server_going_down_mid_run_keeps_what_arrived() {
     );
     assert!(healthy.stats().image_submits >= 10 - received);
 }
+
+#[test]
+fn lost_tasks_after_a_server_restart_are_resubmitted() {
+    let sim = Sim::start(SimConfig {
+        image_latency_ms: 400,
+        ..fast_sim()
+    });
+    let t = demo();
+    let child = t
+        .command(&[
+            "build",
+            "--server",
+            &sim.url,
+            "--candidates",
+            "2",
+            "--mode",
+            "images",
+            "-q",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while sim.submits() < 3 && start.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    sim.restart(); // G-Labs restarted: every task id it had is gone
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["tasks"]["built"], 5);
+    assert!(
+        sim.stats().image_submits > 10,
+        "the lost ones were submitted again"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_launching_writes_what_is_done_and_resumes() {
+    let sim = Sim::start(SimConfig {
+        image_latency_ms: 600,
+        slots: 2,
+        ..fast_sim()
+    });
+    let t = demo();
+    let child = t
+        .command(&[
+            "build",
+            "--server",
+            &sim.url,
+            "--candidates",
+            "2",
+            "--mode",
+            "images",
+            "--concurrency",
+            "2",
+            "--no-progress",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while sim.submits() < 3 && start.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(
+        stderr.contains("generated flow:"),
+        "outputs are written for what is done: {stderr}"
+    );
+    let sent = sim.submits();
+    assert!(sent < 10, "it stopped launching ({sent} sent)");
+    t.run(&["cache", "verify"]).assert_code(0);
+    let again = t.build(&sim, &["--candidates", "2", "--mode", "images"]);
+    again.assert_code(0);
+    assert!(sim.submits() - sent <= 10, "no candidate paid twice");
+}

@@ -4,6 +4,7 @@
 mod bad_input;
 mod build;
 mod cache_cli;
+mod chaos;
 mod compile;
 mod faults;
 mod harness;

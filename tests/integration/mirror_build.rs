@@ -165,3 +165,53 @@ fn dir_mirror_copies_and_links_file_urls() {
     assert!(path.starts_with(published.to_str().unwrap()), "{url}");
     assert!(nbbuild_sim::media::is_png(&std::fs::read(path).unwrap()));
 }
+
+#[test]
+fn candidates_are_uploaded_as_they_land_not_at_the_end() {
+    let bucket_dir = tempfile::tempdir().unwrap();
+    let s3 = start_s3(bucket_dir.path());
+    // One slot and slow stills: the run is far from over when we look.
+    let sim = Sim::start(nbbuild_sim::SimConfig {
+        image_latency_ms: 400,
+        slots: 1,
+        ..fast_sim()
+    });
+    let t = with_r2(
+        Test::new().fixture("demo-offline.nbflow", "ad.nbflow"),
+        &s3,
+        &s3.secret_key,
+    );
+    let mut child = t
+        .command(&[
+            "build",
+            "--server",
+            &sim.url,
+            "--candidates",
+            "2",
+            "--mode",
+            "images",
+            "--concurrency",
+            "1",
+            "-q",
+        ])
+        .spawn()
+        .unwrap();
+    let in_bucket = || {
+        crate::build::walk(&bucket_dir.path().join(&s3.bucket))
+            .iter()
+            .filter(|p| p.to_string_lossy().contains("/XYZG1/v0-3/"))
+            .count()
+    };
+    let start = std::time::Instant::now();
+    while in_bucket() < 2 && start.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let still_running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    child.wait().unwrap();
+    assert!(
+        in_bucket() >= 2,
+        "candidates reached the bucket during the run"
+    );
+    assert!(still_running, "…while the build was still generating");
+}
