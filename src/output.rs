@@ -68,14 +68,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Copy a store object to `dest` unless it is already there. A placed copy
-/// carries the object's size and modification time, so a no-op build checks
-/// it with one `stat` instead of re-hashing every asset; a file the user
-/// changed (new mtime or size) is replaced.
-fn place(store: &Store, object: &str, dest: &Path) -> std::io::Result<()> {
-    let src_meta = std::fs::metadata(store.object_path(object))?;
+/// Copy a candidate's object to `dest` unless it is already there. A placed
+/// copy carries the candidate's size and creation time as its mtime, so a
+/// no-op build checks each asset with one `stat` (no re-hash, no look at the
+/// store); a file the user changed (new mtime or size) is replaced.
+fn place(store: &Store, c: &Candidate, dest: &Path) -> std::io::Result<()> {
+    let stamp = std::time::UNIX_EPOCH + std::time::Duration::from_millis(c.created);
     if let Ok(meta) = std::fs::metadata(dest) {
-        if meta.len() == src_meta.len() && meta.modified().ok() == src_meta.modified().ok() {
+        if c.size > 0 && meta.len() == c.size && meta.modified().ok() == Some(stamp) {
             return Ok(());
         }
     }
@@ -86,12 +86,10 @@ fn place(store: &Store, object: &str, dest: &Path) -> std::io::Result<()> {
         .suffix(".tmp")
         .tempfile_in(dir)?;
     let (mut src, _) = store
-        .open_object(object)
+        .open_object(&c.object)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     std::io::copy(&mut src, tmp.as_file_mut())?;
-    if let Ok(m) = src_meta.modified() {
-        tmp.as_file().set_modified(m)?;
-    }
+    tmp.as_file().set_modified(stamp)?;
     tmp.as_file().sync_all()?;
     tmp.persist(dest).map_err(|e| e.error)?;
     Ok(())
@@ -110,7 +108,8 @@ impl Layout {
     pub fn new(out: &Path, flow_name: &str) -> Layout {
         let (wf, ver) = workflow_parts(flow_name);
         Layout {
-            out: out.to_path_buf(),
+            // Absolute once, so file:// URLs need no lookup per asset.
+            out: std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf()),
             wf,
             ver,
         }
@@ -209,12 +208,18 @@ pub fn write(
         ordered.sort_by_key(|c| flagged(c));
         for c in ordered {
             let dest = layout.asset(t.kind, &t.label(), c.slot);
-            place(store, &c.object, &dest)?;
+            place(store, c, &dest)?;
             assets += 1;
             shown.push(urls.candidate(c, &dest));
         }
         // Every flagged attempt, current or replaced, under qa_loop/.
-        if let Some(rec) = o.key.as_ref().and_then(|k| store.task(k).ok().flatten()) {
+        let reviewed = o.candidates.iter().any(|c| c.qa.is_some());
+        if let Some(rec) = o
+            .key
+            .as_ref()
+            .filter(|_| reviewed)
+            .and_then(|k| store.task(k).ok().flatten())
+        {
             let attempts = rec
                 .candidates
                 .iter()
@@ -222,7 +227,7 @@ pub fn write(
             for c in attempts.filter(|c| flagged(c)) {
                 place(
                     store,
-                    &c.object,
+                    c,
                     &layout.qa_attempt(&t.label(), c.slot, c.qa_attempts + 1),
                 )?;
                 qa_files += 1;
@@ -278,16 +283,27 @@ pub fn write(
     } else {
         stem
     };
-    let base = format!("{stem}-generated-{}", now.format("%Y%m%d-%H%M%S"));
-    let mut path = gen_dir.join(format!("{base}.nbflow"));
-    let mut k = 2;
-    while path.exists() {
-        path = gen_dir.join(format!("{base}-{k}.nbflow"));
-        k += 1;
-    }
     let mut text = serde_json::to_string_pretty(&raw).map_err(std::io::Error::other)?;
     text.push('\n');
-    write_atomic(&path, text.as_bytes())?;
+    // A rebuild that changes nothing points at the newest generated flow
+    // instead of adding an identical copy; anything else gets a new file
+    // (never overwriting one).
+    let path = match newest_generated(&gen_dir, &stem)
+        .filter(|p| std::fs::read(p).is_ok_and(|b| b == text.as_bytes()))
+    {
+        Some(same) => same,
+        None => {
+            let base = format!("{stem}-generated-{}", now.format("%Y%m%d-%H%M%S"));
+            let mut path = gen_dir.join(format!("{base}.nbflow"));
+            let mut k = 2;
+            while path.exists() {
+                path = gen_dir.join(format!("{base}-{k}.nbflow"));
+                k += 1;
+            }
+            write_atomic(&path, text.as_bytes())?;
+            path
+        }
+    };
 
     let errors_path = gen_dir.join("errors.json");
     let entries = error_entries(flow, compiled, report);
@@ -399,4 +415,21 @@ fn error_entries(flow: &Flow, compiled: &Compiled, report: &RunReport) -> Vec<Va
         }
     }
     out
+}
+
+/// The newest `{stem}-generated-*.nbflow` in `dir` (names sort by time).
+fn newest_generated(dir: &Path, stem: &str) -> Option<PathBuf> {
+    let prefix = format!("{stem}-generated-");
+    let newest = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "nbflow")
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    newest
 }

@@ -21,10 +21,14 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
         return super::plan::run(args);
     }
     let started = Instant::now();
+    let phase = timings(started);
     let s = Settings::resolve(args)?;
+    phase("read and validate settings");
     let compiled = Arc::new(s.compile()?);
+    phase("parse, validate, compile");
     let s = s.with_only(&compiled)?;
     let store = Arc::new(s.open_store()?);
+    phase("open the store");
     for n in store.notices() {
         eprintln!("note: {n}");
     }
@@ -41,6 +45,7 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
 
     // The plan comes first: what will run, why, and what it will cost.
     let plan = make_plan(&s, &compiled, &store);
+    phase("plan");
     if !s.quiet {
         print_plan(&compiled, &plan, false, &mut std::io::stderr());
     }
@@ -103,6 +108,7 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
         };
         Ok::<_, Error>((run_report, published))
     })?;
+    phase("generate and publish");
     drop(runtime);
     for f in &run_report.publish_failures {
         eprintln!("warning: {f}");
@@ -121,6 +127,7 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
     let written = crate::output::write(&store, &s.project.flow, &compiled, &run_report, &layout, &urls, chrono::Local::now()).map_err(|e| {
         Error::io(format!("cannot write the outputs under {}", s.out.display()), &e).cause("every candidate that arrived is kept in the store: rerunning writes the outputs without new calls")
     })?;
+    phase("write outputs");
     let count = |st: TaskState| run_report.outcomes.iter().filter(|o| o.state == st).count();
     let failed = count(TaskState::Failed);
     let skipped = count(TaskState::Skipped);
@@ -141,6 +148,7 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
         "duration_ms": started.elapsed().as_millis() as u64,
     });
     let _ = store.append_run(&json!({"at": crate::exec::runner::now_ms(), "summary": summary}));
+    phase("record the run");
     if !s.quiet {
         print_summary(
             &run_report,
@@ -407,4 +415,20 @@ fn mirror_error(spec: &crate::mirror::MirrorSpec, e: crate::mirror::MirrorError)
     let mut err = Error::env(format!("the {spec} mirror is not usable")).cause(e.message.clone());
     err.hint = e.hint.clone().or(Some("fix the mirror settings (docs/mirror.md), or pass --mirror none to keep local file:// URLs".into()));
     err
+}
+
+/// `NBBUILD_TIMINGS=1`: print how long each phase of the build took.
+fn timings(started: Instant) -> impl Fn(&str) {
+    let on = std::env::var_os("NBBUILD_TIMINGS").is_some_and(|v| v != "0");
+    let last = std::cell::Cell::new(started);
+    move |what: &str| {
+        if on {
+            let now = Instant::now();
+            eprintln!(
+                "timing: {:>7.1} ms  {what}",
+                (now - last.get()).as_secs_f64() * 1e3
+            );
+            last.set(now);
+        }
+    }
 }

@@ -204,7 +204,32 @@ impl Settings {
     /// Resolve `--only` against the compiled tasks.
     pub fn with_only(mut self, c: &Compiled) -> Result<Settings> {
         if !self.only_selectors.is_empty() {
-            self.only = Some(crate::select::resolve(c, &self.only_selectors)?);
+            let chosen = crate::select::resolve(c, &self.only_selectors)?;
+            // A selector that matches several nodes says which.
+            for sel in &self.only_selectors {
+                let mut nodes: Vec<String> = crate::select::matches(c, sel)
+                    .iter()
+                    .map(|&i| &c.tasks[i])
+                    .map(|t| {
+                        format!(
+                            "{} {} ({} #{})",
+                            t.kind.as_str(),
+                            t.name,
+                            t.tab_name,
+                            t.node_id
+                        )
+                    })
+                    .collect();
+                nodes.dedup();
+                if nodes.len() > 1 && !self.quiet {
+                    eprintln!(
+                        "--only {sel} selects {} nodes: {}",
+                        nodes.len(),
+                        nodes.join(", ")
+                    );
+                }
+            }
+            self.only = Some(chosen);
         }
         Ok(self)
     }

@@ -350,3 +350,67 @@ fn a_200_mb_flow_validates() {
     r.assert_code(0);
     assert_eq!(r.json()["tasks"]["total"], 140_000);
 }
+
+#[test]
+fn an_output_folder_that_cannot_be_created_is_a_clear_error() {
+    // (Permissions do not stop root, so the folder is blocked by a file.)
+    let sim = Sim::start(fast_sim());
+    let t = Test::new()
+        .fixture("demo-offline.nbflow", "ad.nbflow")
+        .write("blocked", "a file, not a folder");
+    let r = t.build(
+        &sim,
+        &["--candidates", "1", "--mode", "images", "--out", "blocked"],
+    );
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("cannot write the outputs under blocked"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("kept in the store"), "{}", r.stderr);
+    t.run(&["cache", "verify"]).assert_code(0);
+    let calls = sim.submits();
+    let again = t.build(&sim, &["--candidates", "1", "--mode", "images"]);
+    again.assert_code(0);
+    assert_eq!(
+        sim.submits(),
+        calls,
+        "the rerun wrote everything from the store"
+    );
+}
+
+#[test]
+fn the_r2_secret_appears_nowhere() {
+    let bucket = tempfile::tempdir().unwrap();
+    let s3 = crate::s3::start_s3(bucket.path());
+    let sim = Sim::start(fast_sim());
+    let t = Test::new()
+        .fixture("demo-offline.nbflow", "ad.nbflow")
+        .env("R2_ENDPOINT", &s3.endpoint)
+        .env("R2_BUCKET", &s3.bucket)
+        .env("R2_PUBLIC_URL", crate::s3::PUBLIC_URL)
+        .env("R2_ACCESS_KEY_ID", &s3.access_key)
+        .env("R2_SECRET_ACCESS_KEY", &s3.secret_key);
+    let ok = t.build(&sim, &["--candidates", "1", "-v"]);
+    ok.assert_code(0);
+    let bad = t.env("R2_SECRET_ACCESS_KEY", "wrong-r2-secret-0000");
+    let refused = bad.build(&sim, &["--candidates", "1"]);
+    refused.assert_code(2);
+    for out in [&ok.stdout, &ok.stderr, &refused.stdout, &refused.stderr] {
+        assert!(
+            !out.contains(&s3.secret_key) && !out.contains("wrong-r2-secret-0000"),
+            "{out}"
+        );
+    }
+    for f in crate::build::walk(bad.path()) {
+        let bytes = std::fs::read(&f).unwrap();
+        for s in [s3.secret_key.as_bytes(), b"wrong-r2-secret-0000".as_slice()] {
+            assert!(
+                !bytes.windows(s.len()).any(|w| w == s),
+                "secret found in {}",
+                f.display()
+            );
+        }
+    }
+}

@@ -93,7 +93,22 @@ fn two_tab_flow_builds_completely_then_rebuilds_nothing() {
     assert_eq!(s2["calls"]["video"], 0);
     assert_eq!(sim.stats().image_submits, 10);
     assert_eq!(sim.stats().video_submits, 4);
-    // A new generated flow, never overwriting the first.
+    // Nothing changed: the run points at the same generated flow rather than
+    // adding an identical copy.
+    assert_eq!(s2["output"], s["output"]);
+    assert_eq!(
+        std::fs::read_dir(t.path().join("Generations"))
+            .unwrap()
+            .count(),
+        1
+    );
+    // A change gives a new file, never overwriting the first.
+    t.edit_json("ad.nbflow", |v| {
+        crate::harness::node_mut(v, 0, 3)["properties"]["aspectRatio"] = serde_json::json!("1:1")
+    });
+    let third = t.build(&sim, &["--candidates", "2"]);
+    third.assert_code(0);
+    assert_ne!(third.json()["output"], s["output"]);
     assert_eq!(
         std::fs::read_dir(t.path().join("Generations"))
             .unwrap()

@@ -181,3 +181,37 @@ fn synthetic_flows_are_valid_and_chain_anchors() {
     // Scene 4 anchors on scene 3's approved still; scene 8 on scene 7's.
     assert_eq!(c.graph.edge_count(), 10 + 2);
 }
+
+#[test]
+fn graph_prints_tasks_and_edges_in_three_formats() {
+    let t = crate::harness::Test::new().fixture("demo-offline.nbflow", "ad.nbflow");
+    let dot = t.run(&["graph", "--format", "dot"]);
+    dot.assert_code(0);
+    assert!(
+        dot.stdout.starts_with("digraph nbbuild {"),
+        "{}",
+        dot.stdout
+    );
+    assert_eq!(dot.stdout.matches(" -> ").count(), 3);
+    assert!(dot.stdout.contains("b-roll-product-row3"));
+    let mermaid = t.run(&["graph", "--format", "mermaid"]);
+    assert!(
+        mermaid.stdout.starts_with("flowchart LR") && mermaid.stdout.matches(" --> ").count() == 3,
+        "{}",
+        mermaid.stdout
+    );
+    let json = t.run(&["graph", "--format", "json"]).json();
+    assert_eq!(json["tasks"].as_array().unwrap().len(), 7);
+    let edges: Vec<(String, String)> = json["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["from"].as_str().unwrap().into(),
+                e["to"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(edges.contains(&("scene01".into(), "scene02".into())));
+}

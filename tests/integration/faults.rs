@@ -6,6 +6,11 @@ use crate::harness::{error_kinds, fast_sim, node_mut, props, Sim, Test};
 use nbbuild_sim::SimConfig;
 use serde_json::json;
 
+/// Whatever the fault did, the store holds nothing verify rejects.
+fn store_verifies(t: &Test) {
+    t.run(&["cache", "verify"]).assert_code(0);
+}
+
 fn demo() -> Test {
     Test::new().fixture("demo-offline.nbflow", "ad.nbflow")
 }
@@ -60,6 +65,7 @@ fn content_policy_fails_its_task_skips_dependents_and_builds_the_rest() {
             .len(),
         6
     );
+    store_verifies(&t);
 }
 
 #[test]
@@ -81,6 +87,7 @@ fn timeouts_are_reported_not_retried_blindly() {
         "each timed-out candidate was sent once"
     );
     assert_eq!(run.json()["tasks"]["built"], 6);
+    store_verifies(&t);
 }
 
 #[test]
@@ -123,6 +130,7 @@ fn rate_limits_lost_tasks_and_dropped_connections_are_absorbed() {
             2,
             "{what}"
         );
+        store_verifies(&t);
     }
 }
 
@@ -144,6 +152,7 @@ fn server_errors_end_the_run_with_api_errors_and_a_rerun_completes() {
             "{e:#}"
         );
     }
+    store_verifies(&t);
     let healthy = Sim::start(fast_sim());
     let again = t.build(&healthy, &["--candidates", "2", "--mode", "images"]);
     again.assert_code(0);
@@ -182,6 +191,7 @@ fn server_going_down_mid_run_keeps_what_arrived() {
         "{}",
         run.stderr
     );
+    store_verifies(&t);
     let received = 4;
     // A healthy server: only the missing candidates are requested.
     let healthy = Sim::start(fast_sim());
@@ -234,6 +244,7 @@ fn lost_tasks_after_a_server_restart_are_resubmitted() {
         sim.stats().image_submits > 10,
         "the lost ones were submitted again"
     );
+    store_verifies(&t);
 }
 
 #[test]
