@@ -100,6 +100,26 @@ impl NameSet {
     }
 }
 
+/// A string made safe as one path component or object-key segment: ASCII
+/// letters, digits, `-`, `_`, `.` kept, anything else turned into `-`, no
+/// dot or dash at either end (so never `.` or `..`), at most 80 characters.
+/// May be empty; callers pick their fallback.
+pub fn safe_component(s: &str) -> String {
+    let mapped: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let mut out = mapped.trim_matches(|c| c == '.' || c == '-').to_string();
+    out.truncate(80);
+    out.trim_end_matches(['.', '-']).to_string()
+}
+
 /// Filename-style glob: `*` any run, `?` one character.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();

@@ -33,23 +33,7 @@ pub fn workflow_parts(name: &str) -> (String, String) {
     )
 }
 
-/// A string made safe as one path component: letters, digits, `-`, `_`, `.`
-/// (never `.` or `..` alone).
-pub fn safe_component(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    out = out.trim_matches(|c| c == '.' || c == '-').to_string();
-    out.truncate(80);
-    out
-}
+pub use crate::names::safe_component;
 
 /// Write `bytes` to `path` atomically: a temporary file beside it, synced, renamed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -235,19 +235,17 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                         drop(permit);
                         match on_error(ctx, &e) {
                             Step::Retry { why, retry_after }
-                                if transient + 1 < ctx.policy.attempts && !ctx.stopping() =>
-                            {
-                                transient += 1;
-                                let wait = ctx.policy.backoff(transient, retry_after);
-                                ctx.report.event(Event::Retry {
-                                    task: job.task.clone(),
-                                    slot: job.slot,
+                                if retry_later(
+                                    ctx,
+                                    job,
+                                    &mut transient,
                                     attempt,
-                                    why,
-                                    wait,
-                                });
-                                ctx.sleep(wait).await;
-                                continue;
+                                    &why,
+                                    retry_after,
+                                )
+                                .await =>
+                            {
+                                continue
                             }
                             Step::Retry { why, .. } | Step::Again { why } => {
                                 return Err(fail(e.kind(), attempt, why))
@@ -336,23 +334,38 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
             }
             Step::Again { why } => return Err(fail(FailureKind::ApiError, attempt, why)),
             Step::Retry { why, retry_after }
-                if transient + 1 < ctx.policy.attempts && !ctx.stopping() =>
-            {
-                transient += 1;
-                let wait = ctx.policy.backoff(transient, retry_after);
-                ctx.report.event(Event::Retry {
-                    task: job.task.clone(),
-                    slot: job.slot,
-                    attempt,
-                    why,
-                    wait,
-                });
-                ctx.sleep(wait).await;
-            }
+                if retry_later(ctx, job, &mut transient, attempt, &why, retry_after).await => {}
             Step::Retry { why, .. } => return Err(fail(FailureKind::ApiError, attempt, why)),
             Step::Fail(kind, msg) => return Err(fail(kind, attempt, msg)),
         }
     }
+}
+
+/// Back off before another try after a transient failure, while the
+/// budget of transient retries lasts and the run is not stopping. False: no
+/// more tries.
+async fn retry_later(
+    ctx: &Ctx,
+    job: &CandidateJob,
+    transient: &mut u32,
+    attempt: u32,
+    why: &str,
+    retry_after: Option<Duration>,
+) -> bool {
+    if *transient + 1 >= ctx.policy.attempts || ctx.stopping() {
+        return false;
+    }
+    *transient += 1;
+    let wait = ctx.policy.backoff(*transient, retry_after);
+    ctx.report.event(Event::Retry {
+        task: job.task.clone(),
+        slot: job.slot,
+        attempt,
+        why: why.to_string(),
+        wait,
+    });
+    ctx.sleep(wait).await;
+    true
 }
 
 fn on_error(ctx: &Ctx, e: &ApiError) -> Step {

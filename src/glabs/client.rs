@@ -130,17 +130,16 @@ pub fn classify_task_error(code: i64, error: &str, detail: &str) -> ApiError {
     }
 }
 
-fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+/// `Retry-After` in seconds (the form G-Labs and OpenAI-style servers send),
+/// capped at `cap`.
+pub fn retry_after(resp: &reqwest::Response, cap: Duration) -> Option<Duration> {
     let v = resp
         .headers()
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
         .ok()?;
-    v.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(|s| Duration::from_secs_f64(s.min(300.0)))
+    let secs = v.trim().parse::<f64>().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs).min(cap))
 }
 
 async fn error_text(resp: reqwest::Response) -> String {
@@ -209,7 +208,7 @@ impl Client {
 
     async fn http_error(&self, resp: reqwest::Response) -> ApiError {
         let status = resp.status();
-        let after = retry_after(&resp);
+        let after = retry_after(&resp, Duration::from_secs(300));
         let text = error_text(resp).await;
         let message = format!("G-Labs answered {status}: {text}");
         match status.as_u16() {

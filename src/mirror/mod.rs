@@ -202,25 +202,13 @@ pub fn ref_key(object_hash: &str, ext: &str) -> String {
     )
 }
 
-/// One path component made safe for a key and a file name: ASCII letters,
-/// digits, `-`, `_` and `.` kept, anything else turned into `-`, no dot or
-/// dash at either end (so never `.` or `..`), never empty.
+/// One key segment: `names::safe_component`, never empty.
 fn safe_component(s: &str) -> String {
-    let mapped: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let trimmed = mapped.trim_matches(|c| c == '.' || c == '-');
-    if trimmed.is_empty() {
+    let c = crate::names::safe_component(s);
+    if c.is_empty() {
         "_".to_string()
     } else {
-        trimmed.to_string()
+        c
     }
 }
 

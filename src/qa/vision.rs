@@ -216,7 +216,7 @@ impl Vision {
             wait: None,
         })?;
         let status = resp.status();
-        let wait = retry_after(&resp);
+        let wait = crate::glabs::client::retry_after(&resp, Duration::from_secs(30));
         let bytes = resp.bytes().await.map_err(|e| Failure::Retry {
             message: network_message(&e),
             wait: None,
@@ -351,16 +351,6 @@ fn server_message(body: &[u8]) -> String {
         }
     }
     excerpt(text.trim(), 200)
-}
-
-fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
-    let v = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?;
-    let secs = v.trim().parse::<f64>().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(30.0)))
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! `nbbuild cache` on a store a real build filled.
 
 use crate::harness::{fast_sim, Sim, Test};
-use std::time::{Duration, Instant};
 
 fn built() -> (Sim, Test) {
     let sim = Sim::start(fast_sim());
@@ -148,10 +147,7 @@ fn a_second_writer_is_refused_naming_the_first() {
         ])
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while sim.submits() == 0 && start.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    sim.wait_for_submits(1);
     let second = t.build(&sim, &["--candidates", "1", "--mode", "images"]);
     second.assert_code(2);
     assert!(

@@ -227,10 +227,7 @@ fn lost_tasks_after_a_server_restart_are_resubmitted() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let start = std::time::Instant::now();
-    while sim.submits() < 3 && start.elapsed() < std::time::Duration::from_secs(20) {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    sim.wait_for_submits(3);
     sim.restart(); // G-Labs restarted: every task id it had is gone
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -271,10 +268,7 @@ fn ctrl_c_stops_launching_writes_what_is_done_and_resumes() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let start = std::time::Instant::now();
-    while sim.submits() < 3 && start.elapsed() < std::time::Duration::from_secs(20) {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    sim.wait_for_submits(3);
     std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -186,6 +186,10 @@ impl Sim {
     pub fn restart(&self) {
         self.rt.block_on(self.handle.as_ref().unwrap().restart());
     }
+    /// Wait (at most 30 s) until the server accepted `n` submissions.
+    pub fn wait_for_submits(&self, n: u64) {
+        wait_until(|| self.submits() >= n);
+    }
     pub fn submits(&self) -> u64 {
         let s = self.stats();
         s.image_submits + s.video_submits
@@ -272,4 +276,12 @@ pub fn error_kinds(v: &serde_json::Value) -> Vec<String> {
         .collect();
     k.sort();
     k
+}
+
+/// Poll `cond` every 5 ms for at most 30 s.
+pub fn wait_until(mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() && start.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }

@@ -202,10 +202,7 @@ fn candidates_are_uploaded_as_they_land_not_at_the_end() {
             .filter(|p| p.to_string_lossy().contains("/XYZG1/v0-3/"))
             .count()
     };
-    let start = std::time::Instant::now();
-    while in_bucket() < 2 && start.elapsed() < std::time::Duration::from_secs(20) {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    crate::harness::wait_until(|| in_bucket() >= 2);
     let still_running = child.try_wait().unwrap().is_none();
     let _ = child.kill();
     child.wait().unwrap();

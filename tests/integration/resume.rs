@@ -2,7 +2,7 @@
 //! had received, and re-attaches to G-Labs tasks still running.
 
 use crate::harness::{Sim, Test};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn stored_candidates(store: &std::path::Path) -> usize {
     let s = nbbuild_cache::Store::open(store).expect("the store opens after a kill");
@@ -43,10 +43,7 @@ fn killed_run_resumes_without_paying_twice() {
     for round in 0..2 {
         let mut child = t.command(&args).spawn().unwrap();
         let target = 3 + round as u64 * 3;
-        let start = Instant::now();
-        while sim.submits() < target && start.elapsed() < Duration::from_secs(30) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        sim.wait_for_submits(target);
         std::thread::sleep(Duration::from_millis(150 * round as u64));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
