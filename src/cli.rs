@@ -263,4 +263,7 @@ pub struct SimArgs {
     pub die_after: Option<u64>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Pad every clip to about this many MB (large-clip tests and benchmarks)
+    #[arg(long, value_name = "MB", default_value_t = 0)]
+    pub clip_mb: u64,
 }

@@ -47,8 +47,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .suffix(".tmp")
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
+    readable(tmp.as_file())?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Temporary files are created private (0600); outputs are ordinary files
+/// (0644), as the user's other files are.
+fn readable(f: &std::fs::File) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
+    #[cfg(not(unix))]
+    let _ = f;
     Ok(())
 }
 
@@ -74,6 +88,7 @@ fn place(store: &Store, c: &Candidate, dest: &Path) -> std::io::Result<()> {
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     std::io::copy(&mut src, tmp.as_file_mut())?;
     tmp.as_file().set_modified(stamp)?;
+    readable(tmp.as_file())?;
     tmp.as_file().sync_all()?;
     tmp.persist(dest).map_err(|e| e.error)?;
     Ok(())

@@ -64,6 +64,9 @@ pub struct SimConfig {
     pub die_after_submits: Option<u64>,
     /// Seed of every pseudo-random decision.
     pub seed: u64,
+    /// Extra bytes appended to every clip (as an ISO BMFF `free` box) to
+    /// stand in for large production clips (memory and upload benchmarks).
+    pub clip_padding: u64,
 }
 
 impl Default for SimConfig {
@@ -82,6 +85,7 @@ impl Default for SimConfig {
             drop_rate: 0.0,
             die_after_submits: None,
             seed: 0,
+            clip_padding: 0,
         }
     }
 }

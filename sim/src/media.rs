@@ -63,6 +63,26 @@ pub fn clip(prompt: &str, variant: u64, seconds: u32) -> Vec<u8> {
     clip_sized(prompt, variant, seconds, w, h)
 }
 
+/// `mp4` with a trailing `free` box of `extra` bytes (still a valid MP4):
+/// a stand-in for large production clips.
+pub fn pad(mut mp4: Vec<u8>, extra: u64) -> Vec<u8> {
+    if extra == 0 {
+        return mp4;
+    }
+    let size = extra.max(16);
+    if size <= u32::MAX as u64 {
+        mp4.extend_from_slice(&(size as u32).to_be_bytes());
+        mp4.extend_from_slice(b"free");
+        mp4.resize(mp4.len() + size as usize - 8, 0);
+    } else {
+        mp4.extend_from_slice(&1u32.to_be_bytes());
+        mp4.extend_from_slice(b"free");
+        mp4.extend_from_slice(&size.to_be_bytes());
+        mp4.resize(mp4.len() + size as usize - 16, 0);
+    }
+    mp4
+}
+
 /// A small valid MP4 (H.264 baseline in ISO BMFF) of `width` x `height`
 /// pixels (rounded to even, clamped to 16..=640) and `seconds` seconds
 /// (clamped to 1..=60), deterministic in all its arguments.

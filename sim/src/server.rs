@@ -1048,6 +1048,7 @@ async fn file(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Respons
         Recipe::Still { .. } => "image/png",
         Recipe::Clip { .. } => "video/mp4",
     };
+    let padding = s.config.clip_padding;
     let bytes = match cached {
         Some(b) => b,
         None => {
@@ -1065,7 +1066,10 @@ async fn file(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Respons
                     seconds,
                     width,
                     height,
-                } => media::clip_sized(&prompt, variant, seconds, width, height),
+                } => media::pad(
+                    media::clip_sized(&prompt, variant, seconds, width, height),
+                    padding,
+                ),
             })
             .await;
             let Ok(made) = made else {

@@ -19,6 +19,7 @@ pub fn config(a: &SimArgs) -> nbbuild_sim::SimConfig {
         drop_rate: a.drop_rate,
         die_after_submits: a.die_after,
         seed: a.seed,
+        clip_padding: a.clip_mb * 1_000_000,
         ..nbbuild_sim::SimConfig::default()
     }
 }

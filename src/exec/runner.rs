@@ -458,28 +458,41 @@ async fn poll(ctx: &Ctx, job: &CandidateJob, id: &str, submitted_ms: u64) -> Pol
     }
 }
 
-/// Download the result and check it is what was asked for.
-async fn fetch(ctx: &Ctx, job: &CandidateJob, results: &[String]) -> Result<Vec<u8>, String> {
+/// Download the result to a temporary file beside the store (streamed: a
+/// large clip is never held in memory) and check it is what was asked for.
+async fn fetch(
+    ctx: &Ctx,
+    job: &CandidateJob,
+    results: &[String],
+) -> Result<tempfile::NamedTempFile, String> {
     let url = results.first().ok_or("G-Labs returned no result file")?;
     let mut last = String::new();
     for attempt in 0..3 {
-        match ctx.client.download(url, ctx.policy.download_limit).await {
-            Ok(bytes) => {
-                let ok = match job.kind {
-                    TaskKind::Image => nbbuild_sim::media::is_png(&bytes),
-                    TaskKind::Video => nbbuild_sim::media::is_mp4(&bytes),
-                };
+        let mut tmp = tempfile::Builder::new()
+            .prefix("download-")
+            .tempfile_in(ctx.store.root().join("tmp"))
+            .map_err(|e| format!("cannot create a temporary file in the store: {e}"))?;
+        match ctx
+            .client
+            .download_to(url, ctx.policy.download_limit, tmp.as_file_mut())
+            .await
+        {
+            Ok(size) => {
+                let path = tmp.path().to_path_buf();
+                let kind = job.kind;
+                let ok = tokio::task::spawn_blocking(move || media_ok(&path, kind))
+                    .await
+                    .unwrap_or(false);
                 if ok {
-                    return Ok(bytes);
+                    return Ok(tmp);
                 }
                 return Err(format!(
-                    "the downloaded file is not a valid {} ({} bytes)",
+                    "the downloaded file is not a valid {} ({size} bytes)",
                     if job.kind == TaskKind::Image {
                         "PNG"
                     } else {
                         "MP4"
-                    },
-                    bytes.len()
+                    }
                 ));
             }
             Err(e) => last = e.message(),
@@ -489,11 +502,53 @@ async fn fetch(ctx: &Ctx, job: &CandidateJob, results: &[String]) -> Result<Vec<
     Err(format!("download failed: {last}"))
 }
 
+/// A PNG that decodes its header, or an MP4 whose top-level boxes (`ftyp`
+/// first, a `moov`) add up to the file's size: a truncated file or an HTML
+/// error page fails. Reads only box headers of a clip.
+fn media_ok(path: &std::path::Path, kind: TaskKind) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    if kind == TaskKind::Image {
+        return std::fs::read(path).is_ok_and(|b| nbbuild_sim::media::is_png(&b));
+    }
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let Ok(len) = f.metadata().map(|m| m.len()) else {
+        return false;
+    };
+    let (mut pos, mut first, mut moov) = (0u64, true, false);
+    while pos < len {
+        let mut head = [0u8; 16];
+        if f.seek(SeekFrom::Start(pos)).is_err() || f.read_exact(&mut head[..8]).is_err() {
+            return false;
+        }
+        let mut size = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as u64;
+        let kind: [u8; 4] = [head[4], head[5], head[6], head[7]];
+        if size == 1 {
+            if f.read_exact(&mut head[8..16]).is_err() {
+                return false;
+            }
+            size = u64::from_be_bytes([
+                head[8], head[9], head[10], head[11], head[12], head[13], head[14], head[15],
+            ]);
+        } else if size == 0 {
+            size = len - pos;
+        }
+        if size < 8 || pos + size > len || (first && &kind != b"ftyp") {
+            return false;
+        }
+        moov |= &kind == b"moov";
+        first = false;
+        pos += size;
+    }
+    moov && pos == len
+}
+
 async fn commit(
     ctx: &Ctx,
     job: &CandidateJob,
     remote: &str,
-    bytes: Vec<u8>,
+    file: tempfile::NamedTempFile,
 ) -> Result<Candidate, String> {
     let store = ctx.store.clone();
     let key = job.key.clone();
@@ -506,12 +561,13 @@ async fn commit(
     let remote = remote.to_string();
     let res = tokio::task::spawn_blocking(move || {
         // The object is durable before the record names it.
-        let object = store.put_bytes(&bytes)?;
+        let (object, size) = store.put_file(file.path())?;
+        drop(file);
         let cand = Candidate {
             slot,
             object,
             mime: mime.into(),
-            size: bytes.len() as u64,
+            size,
             created: now_ms(),
             qa: None,
             qa_attempts: 0,

@@ -399,9 +399,16 @@ impl Client {
         format!("{}{}", self.base, path)
     }
 
-    /// Download a produced file (at most `limit` bytes).
-    pub async fn download(&self, url: &str, limit: u64) -> Result<Vec<u8>, ApiError> {
-        let resp = self
+    /// Download a produced file into `out` (at most `limit` bytes), chunk
+    /// by chunk; its size.
+    pub async fn download_to(
+        &self,
+        url: &str,
+        limit: u64,
+        out: &mut std::fs::File,
+    ) -> Result<u64, ApiError> {
+        use std::io::Write;
+        let mut resp = self
             .with_key(self.http.get(self.rebase(url)))
             .send()
             .await
@@ -415,12 +422,28 @@ impl Client {
                 other => other,
             });
         }
-        read_limited(resp, limit)
-            .await
-            .map_err(|m| ApiError::Transient {
-                message: m,
+        let too_big = || ApiError::Transient {
+            message: format!("the file is larger than the {} MB limit", limit / 1_000_000),
+            retry_after: None,
+        };
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(too_big());
+        }
+        let mut size = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(|e| ApiError::Transient {
+            message: format!("download interrupted: {}", describe(&e)),
+            retry_after: None,
+        })? {
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(too_big());
+            }
+            out.write_all(&chunk).map_err(|e| ApiError::Transient {
+                message: format!("cannot write the download: {e}"),
                 retry_after: None,
-            })
+            })?;
+        }
+        Ok(size)
     }
 }
 

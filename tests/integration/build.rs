@@ -294,3 +294,39 @@ pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn outputs_are_ordinary_readable_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let sim = Sim::start(fast_sim());
+    let t = Test::new().fixture("demo-offline.nbflow", "ad.nbflow");
+    let r = t.build(&sim, &["--candidates", "1", "--mode", "images"]);
+    r.assert_code(0);
+    let flow = r.json()["output"].as_str().unwrap().to_string();
+    let asset = t
+        .path()
+        .join("Assets/XYZG1/generated-images/v0-3/scene01-c1.png");
+    for p in [std::path::PathBuf::from(flow), asset] {
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "{}", p.display());
+    }
+}
+
+#[test]
+fn large_clips_stream_through_to_disk() {
+    // 4 clips padded to 8 MB each: stored and placed whole, byte for byte.
+    let sim = Sim::start(nbbuild_sim::SimConfig {
+        clip_padding: 8_000_000,
+        ..fast_sim()
+    });
+    let t = Test::new().fixture("demo-offline.nbflow", "ad.nbflow");
+    let r = t.build(&sim, &["--candidates", "2"]);
+    r.assert_code(0);
+    let clip = t
+        .path()
+        .join("Assets/XYZG1/generated-videos/v0-3/scene09-c1.mp4");
+    let bytes = std::fs::read(&clip).unwrap();
+    assert!(bytes.len() > 8_000_000);
+    assert!(is_mp4(&bytes));
+    t.run(&["cache", "verify"]).assert_code(0);
+}
