@@ -123,9 +123,9 @@ fn time_binary(dir: &Path, args: &[&str]) -> Duration {
     t.elapsed()
 }
 
-fn noop(rt: &tokio::runtime::Runtime) {
+fn noop(rt: &tokio::runtime::Runtime, scenes: usize) {
     let dir = setup_dir();
-    let (_, c) = compiled(dir.path(), 1000, 4);
+    let (_, c) = compiled(dir.path(), scenes, 4);
     let tasks = c.tasks.len();
     let sim = rt
         .block_on(nbbuild_sim::start(
@@ -177,16 +177,19 @@ fn noop(rt: &tokio::runtime::Runtime) {
         )
     });
     println!(
-        "| validate | {:.0} ms | 1.00 |",
+        "| {} | validate | {:.0} ms | 1.00 |",
+        2 * scenes,
         validate.as_secs_f64() * 1e3
     );
     println!(
-        "| plan | {:.0} ms | {:.2} |",
+        "| {} | plan | {:.0} ms | {:.2} |",
+        2 * scenes,
         plan.as_secs_f64() * 1e3,
         plan.as_secs_f64() / validate.as_secs_f64()
     );
     println!(
-        "| no-op build | {:.0} ms | {:.2} |",
+        "| {} | no-op build | {:.0} ms | {:.2} |",
+        2 * scenes,
         build.as_secs_f64() * 1e3,
         build.as_secs_f64() / validate.as_secs_f64()
     );
@@ -209,9 +212,19 @@ fn main() {
             overhead(&rt, latency);
         }
     }
-    if which.is_empty() || which.iter().any(|w| w == "noop") {
-        println!("| 2,000 generation nodes, 8,000 cached candidates | time | ratio to validate |");
-        println!("| --- | ---: | ---: |");
-        noop(&rt);
+    if which.is_empty() || which.iter().any(|w| w.starts_with("noop")) {
+        // Generation nodes = 2 x scenes; 4 cached candidates each. Sizes
+        // can be given as `noop:SCENES` arguments (default: 1,000 scenes).
+        let sizes: Vec<usize> = which
+            .iter()
+            .filter_map(|w| w.strip_prefix("noop:"))
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        let sizes = if sizes.is_empty() { vec![1000] } else { sizes };
+        println!("| generation nodes | command | time | ratio to validate |");
+        println!("| ---: | --- | ---: | ---: |");
+        for scenes in sizes {
+            noop(&rt, scenes);
+        }
     }
 }
