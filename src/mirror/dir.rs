@@ -51,7 +51,7 @@ fn copy_into(src: &Path, dest: &Path) -> Result<(), MirrorError> {
             return Ok(());
         }
     }
-    let parent = dest.parent().expect("a key has a parent");
+    let parent = dest.parent().unwrap_or(dest);
     std::fs::create_dir_all(parent)
         .map_err(|e| io_error(format!("cannot create {}", parent.display()), e))?;
     let mut tmp = tempfile::Builder::new()

@@ -118,15 +118,11 @@ impl R2Config {
         if public_url.is_none() {
             missing.push("R2_PUBLIC_URL");
         }
-        if !missing.is_empty() {
-            return Err(MirrorError::new(format!(
-                "the r2 mirror is not configured: {} not set",
-                missing.join(", ")
-            ))
-            .hint("set them in the environment or in nbbuild.toml's [mirror] section (endpoint/account_id, bucket, public_url), or use --mirror none"));
-        }
-        let (endpoint, bucket, public_url) =
-            (endpoint.unwrap(), bucket.unwrap(), public_url.unwrap());
+        let (Some(endpoint), Some(bucket), Some(public_url)) = (endpoint, bucket, public_url)
+        else {
+            return Err(MirrorError::new(format!("the r2 mirror is not configured: {} not set", missing.join(", ")))
+                .hint("set them in the environment or in nbbuild.toml's [mirror] section (endpoint/account_id, bucket, public_url), or use --mirror none"));
+        };
         for (what, url) in [("endpoint", &endpoint), ("public URL", &public_url)] {
             if !(url.starts_with("https://") || url.starts_with("http://"))
                 || authority(url).is_empty()
