@@ -266,4 +266,7 @@ pub struct SimArgs {
     /// Pad every clip to about this many MB (large-clip tests and benchmarks)
     #[arg(long, value_name = "MB", default_value_t = 0)]
     pub clip_mb: u64,
+    /// Share of downloads answered with an HTML error page (0..1)
+    #[arg(long, default_value_t = 0.0)]
+    pub bad_file_rate: f64,
 }

@@ -67,6 +67,9 @@ pub struct SimConfig {
     /// Extra bytes appended to every clip (as an ISO BMFF `free` box) to
     /// stand in for large production clips (memory and upload benchmarks).
     pub clip_padding: u64,
+    /// Share of file downloads answered with an HTML error page (status
+    /// 200), as a tunnel does when the app behind it hiccups.
+    pub bad_file_rate: f64,
 }
 
 impl Default for SimConfig {
@@ -86,6 +89,7 @@ impl Default for SimConfig {
             die_after_submits: None,
             seed: 0,
             clip_padding: 0,
+            bad_file_rate: 0.0,
         }
     }
 }

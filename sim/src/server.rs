@@ -226,6 +226,7 @@ pub(crate) struct Shared {
     submits: AtomicU64,
     error_rolls: AtomicU64,
     drop_rolls: AtomicU64,
+    bad_file_rolls: AtomicU64,
     pub(crate) qa_calls: AtomicU64,
     dead: AtomicBool,
     stopped: AtomicBool,
@@ -244,6 +245,7 @@ impl Shared {
             submits: AtomicU64::new(0),
             error_rolls: AtomicU64::new(0),
             drop_rolls: AtomicU64::new(0),
+            bad_file_rolls: AtomicU64::new(0),
             qa_calls: AtomicU64::new(0),
             dead: AtomicBool::new(dead),
             stopped: AtomicBool::new(false),
@@ -313,6 +315,10 @@ impl Shared {
 
     fn roll_drop(&self) -> bool {
         self.roll("drop", &self.drop_rolls, self.config.drop_rate)
+    }
+
+    fn roll_bad_file(&self) -> bool {
+        self.roll("bad-file", &self.bad_file_rolls, self.config.bad_file_rate)
     }
 
     fn is_flawed(&self, prompt: &str, variant: u64) -> bool {
@@ -1040,6 +1046,15 @@ async fn result(
 /// Download a produced file. Bytes are made on the first download (off the
 /// async threads) and kept.
 async fn file(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
+    if s.roll_bad_file() {
+        // What a tunnel answers when the app behind it hiccups: an HTML page, with 200.
+        return (
+            StatusCode::OK,
+            [("content-type", "text/html")],
+            "<html><body><h1>502 Bad Gateway</h1>cloudflared</body></html>",
+        )
+            .into_response();
+    }
     let entry = s.lock().files.get(&name).cloned();
     let Some((recipe, cached)) = entry else {
         return error(StatusCode::NOT_FOUND, format!("File {name} not found"));

@@ -20,6 +20,7 @@ pub fn config(a: &SimArgs) -> nbbuild_sim::SimConfig {
         die_after_submits: a.die_after,
         seed: a.seed,
         clip_padding: a.clip_mb * 1_000_000,
+        bad_file_rate: a.bad_file_rate,
         ..nbbuild_sim::SimConfig::default()
     }
 }

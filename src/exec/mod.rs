@@ -421,13 +421,16 @@ async fn run_task(
                 picks.insert(d, c.object.clone());
             }
             _ => {
-                let mut o = TaskOutcome::new(
-                    if matches!(outcome.state, TaskState::Failed | TaskState::Skipped) {
+                // A task this run was not going to build is not "skipped
+                // because of a failure": it is simply not run.
+                let upstream_failed =
+                    matches!(outcome.state, TaskState::Failed | TaskState::Skipped);
+                let mut o =
+                    TaskOutcome::new(if upstream_failed && !matches!(mode, RunMode::Skip(_)) {
                         TaskState::Skipped
                     } else {
                         TaskState::NotRun
-                    },
-                );
+                    });
                 o.note = "an input task has no result".into();
                 if o.state == TaskState::Skipped {
                     o.failures.push(Failure {

@@ -486,20 +486,22 @@ async fn fetch(
                 if ok {
                     return Ok(tmp);
                 }
-                return Err(format!(
+                // A tunnel error page or a cut-off file: fetch it again before
+                // paying for a new generation.
+                last = format!(
                     "the downloaded file is not a valid {} ({size} bytes)",
                     if job.kind == TaskKind::Image {
                         "PNG"
                     } else {
                         "MP4"
                     }
-                ));
+                );
             }
-            Err(e) => last = e.message(),
+            Err(e) => last = format!("download failed: {}", e.message()),
         }
         ctx.sleep(ctx.policy.poll_start * (attempt + 1)).await;
     }
-    Err(format!("download failed: {last}"))
+    Err(last)
 }
 
 /// A PNG that decodes its header, or an MP4 whose top-level boxes (`ftyp`

@@ -288,3 +288,58 @@ fn ctrl_c_stops_launching_writes_what_is_done_and_resumes() {
     again.assert_code(0);
     assert!(sim.submits() - sent <= 10, "no candidate paid twice");
 }
+
+#[test]
+fn error_pages_served_as_results_are_never_stored() {
+    // A third of the downloads are a tunnel's HTML error page (status 200):
+    // fetched again, never stored; every candidate ends up a real PNG.
+    let sim = Sim::start(SimConfig {
+        bad_file_rate: 0.3,
+        seed: 5,
+        ..fast_sim()
+    });
+    let t = demo();
+    let run = t.build(&sim, &["--candidates", "2", "--mode", "images"]);
+    run.assert_code(0);
+    let g = t.generated();
+    for (tab, id) in [(0, 3), (0, 6), (1, 4)] {
+        for u in props(&g, tab, id)["_savedImages"].as_array().unwrap() {
+            let path = u
+                .as_str()
+                .unwrap()
+                .strip_prefix("file://")
+                .unwrap()
+                .to_string();
+            assert!(nbbuild_sim::media::is_png(&std::fs::read(path).unwrap()));
+        }
+    }
+    store_verifies(&t);
+
+    // Every download bad: each attempt fails, nothing is stored.
+    let broken = Sim::start(SimConfig {
+        bad_file_rate: 1.0,
+        ..fast_sim()
+    });
+    let t = demo();
+    let run = t.build(
+        &broken,
+        &["--candidates", "1", "--mode", "images", "--only", "scene01"],
+    );
+    run.assert_code(1);
+    let errors = t.errors_json().unwrap();
+    assert_eq!(error_kinds(&errors), vec!["api_error"]);
+    assert!(
+        errors["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid PNG"),
+        "{errors:#}"
+    );
+    assert_eq!(
+        broken.stats().image_submits,
+        3,
+        "3 attempts, each re-downloaded before giving up"
+    );
+    let stats = t.run(&["cache", "stats", "--json"]).json();
+    assert_eq!(stats["stats"]["candidates"], 0);
+}
