@@ -192,7 +192,9 @@ async fn execute(
     // Nothing stale: no server needed at all.
     let sim;
     let needs_sim = s.sim && (calls > 0 || matches!(s.qa, QaSetting::Sim));
-    let (base, key) = if calls == 0 && !needs_sim {
+    // With nothing to generate up front (a run only for QA reviews), a
+    // configured server is still used: a flagged still is re-rolled there.
+    let (base, key) = if calls == 0 && !needs_sim && s.server.is_none() {
         sim = None;
         ("http://127.0.0.1:9".to_string(), None)
     } else if s.sim {

@@ -159,27 +159,52 @@ impl Ctx {
             _ = self.wake.notified() => {}
         }
     }
-    pub fn count_call(&self, kind: TaskKind, model: &str) {
+    /// A submission G-Labs accepted.
+    pub fn count_call(&self, kind: TaskKind) {
         match kind {
             TaskKind::Image => self.image_calls.fetch_add(1, Ordering::SeqCst),
             TaskKind::Video => self.video_calls.fetch_add(1, Ordering::SeqCst),
         };
-        let milli = (self.prices.of(model) * 1000.0).round() as u64;
-        self.spent_milli.fetch_add(milli, Ordering::SeqCst);
     }
     pub fn spent(&self) -> f64 {
         self.spent_milli.load(Ordering::SeqCst) as f64 / 1000.0
     }
-    /// Some(message) when one more call of `model` would pass the budget.
-    pub fn over_budget(&self, model: &str) -> Option<String> {
-        let budget = self.budget?;
-        let next = self.spent() + self.prices.of(model);
-        (next > budget + 1e-9).then(|| {
-            format!(
-                "not started: the budget of {budget} credits would be passed ({:.0} spent)",
-                self.spent()
-            )
-        })
+    fn price_milli(&self, model: &str) -> u64 {
+        (self.prices.of(model) * 1000.0).round() as u64
+    }
+    /// Reserve the price of one call of `model` before submitting it, so
+    /// concurrent candidates cannot pass the budget together. Refused (and
+    /// the run stops launching) when it would pass the budget.
+    pub fn reserve(&self, model: &str) -> Result<(), String> {
+        let price = self.price_milli(model);
+        let limit = self.budget.map(|b| (b * 1000.0).round() as u64);
+        let mut cur = self.spent_milli.load(Ordering::SeqCst);
+        loop {
+            if limit.is_some_and(|l| cur + price > l) {
+                let msg = format!(
+                    "the budget of {} credits would be passed ({:.0} spent)",
+                    self.budget.unwrap_or(0.0),
+                    cur as f64 / 1000.0
+                );
+                self.halt(&msg);
+                return Err(format!("not started: {msg}"));
+            }
+            match self.spent_milli.compare_exchange(
+                cur,
+                cur + price,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(now) => cur = now,
+            }
+        }
+    }
+    /// Give back a reservation whose submission G-Labs did not accept.
+    pub fn release(&self, model: &str) {
+        let _ = self
+            .spent_milli
+            .fetch_sub(self.price_milli(model), Ordering::SeqCst);
     }
 }
 

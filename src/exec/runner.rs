@@ -194,7 +194,7 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                 if ctx.stopping() {
                     return Err(fail(FailureKind::ApiError, attempt, ctx.stop_reason()));
                 }
-                if let Some(msg) = ctx.over_budget(&job.model) {
+                if let Err(msg) = ctx.reserve(&job.model) {
                     return Err(fail(FailureKind::ApiError, attempt, msg));
                 }
                 attempt += 1;
@@ -205,7 +205,7 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                 });
                 match ctx.client.submit(&job.request).await {
                     Ok(id) => {
-                        ctx.count_call(job.kind, &job.model);
+                        ctx.count_call(job.kind);
                         let f = InFlight {
                             slot: job.slot,
                             remote_task: id.clone(),
@@ -233,6 +233,7 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                     }
                     Err(e) => {
                         drop(permit);
+                        ctx.release(&job.model);
                         match on_error(ctx, &e) {
                             Step::Retry { why, retry_after }
                                 if retry_later(
@@ -267,10 +268,26 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                     drop(permit);
                     return Ok(cand);
                 }
-                Err(why) => Step::Retry {
+                // The result itself is bad (an error page, a cut-off file, three
+                // times): only a new generation helps.
+                Err((true, why)) => Step::Retry {
                     why,
                     retry_after: None,
                 },
+                // The result exists at G-Labs but did not come through: keep
+                // the task and fetch it again rather than paying for another.
+                Err((false, why)) => {
+                    drop(permit);
+                    if retry_later(ctx, job, &mut transient, attempt, &why, None).await {
+                        remote = Some((id, submitted));
+                        continue;
+                    }
+                    return Err(fail(
+                        FailureKind::ApiError,
+                        attempt,
+                        format!("{why} (the G-Labs task is kept: the next run fetches its result)"),
+                    ));
+                }
             },
             Polled::Failed {
                 code,
@@ -311,7 +328,27 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                     ),
                 )
             }
-            Polled::Error(e) => on_error(ctx, &e),
+            // Polling failed, not the task: keep the G-Labs task (never pay
+            // for it again) and re-attach after a pause, or on the next run.
+            Polled::Error(e) => {
+                drop(permit);
+                let why = e.message();
+                let transient_error = matches!(e, ApiError::Transient { .. });
+                if transient_error
+                    && retry_later(ctx, job, &mut transient, attempt, &why, None).await
+                {
+                    remote = Some((id, submitted));
+                    continue;
+                }
+                if !transient_error {
+                    on_error(ctx, &e); // stops the run for a dead server or a refused key
+                }
+                return Err(fail(
+                    e.kind(),
+                    attempt,
+                    format!("{why} (the G-Labs task is kept: the next run re-attaches to it)"),
+                ));
+            }
             Polled::Stopped => {
                 // Keep the in-flight record: the next run re-attaches to it.
                 return Err(fail(FailureKind::ApiError, attempt, ctx.stop_reason()));
@@ -460,18 +497,28 @@ async fn poll(ctx: &Ctx, job: &CandidateJob, id: &str, submitted_ms: u64) -> Pol
 
 /// Download the result to a temporary file beside the store (streamed: a
 /// large clip is never held in memory) and check it is what was asked for.
+/// Err((true, why)): the result itself is bad; Err((false, why)): it did not
+/// come through.
 async fn fetch(
     ctx: &Ctx,
     job: &CandidateJob,
     results: &[String],
-) -> Result<tempfile::NamedTempFile, String> {
-    let url = results.first().ok_or("G-Labs returned no result file")?;
+) -> Result<tempfile::NamedTempFile, (bool, String)> {
+    let url = results
+        .first()
+        .ok_or((true, "G-Labs returned no result file".to_string()))?;
     let mut last = String::new();
+    let mut bad = false;
     for attempt in 0..3 {
         let mut tmp = tempfile::Builder::new()
             .prefix("download-")
             .tempfile_in(ctx.store.root().join("tmp"))
-            .map_err(|e| format!("cannot create a temporary file in the store: {e}"))?;
+            .map_err(|e| {
+                (
+                    false,
+                    format!("cannot create a temporary file in the store: {e}"),
+                )
+            })?;
         match ctx
             .client
             .download_to(url, ctx.policy.download_limit, tmp.as_file_mut())
@@ -488,6 +535,7 @@ async fn fetch(
                 }
                 // A tunnel error page or a cut-off file: fetch it again before
                 // paying for a new generation.
+                bad = true;
                 last = format!(
                     "the downloaded file is not a valid {} ({size} bytes)",
                     if job.kind == TaskKind::Image {
@@ -497,11 +545,14 @@ async fn fetch(
                     }
                 );
             }
-            Err(e) => last = format!("download failed: {}", e.message()),
+            Err(e) => {
+                bad = false;
+                last = format!("download failed: {}", e.message());
+            }
         }
         ctx.sleep(ctx.policy.poll_start * (attempt + 1)).await;
     }
-    Err(last)
+    Err((bad, last))
 }
 
 /// A PNG that decodes its header, or an MP4 whose top-level boxes (`ftyp`

@@ -323,3 +323,44 @@ fn explain_shows_the_changed_fields_and_the_prompt_diff() {
     let fresh = t.run(&["explain", "--candidates", C, "scene01"]);
     assert!(fresh.stdout.contains("fresh"), "{}", fresh.stdout);
 }
+
+#[test]
+fn retries_cannot_push_spending_past_the_budget() {
+    // Every still is flagged, so QA re-rolls push spending past the plan's
+    // estimate (5 stills = 5 credits); the budget stops launching at 7,
+    // even with three candidates in flight at once, and the run says so.
+    let sim = Sim::start(nbbuild_sim::SimConfig {
+        flaw_rate: 1.0,
+        slots: 5,
+        ..fast_sim()
+    });
+    let t = Test::new()
+        .fixture("demo-offline.nbflow", "ad.nbflow")
+        .env("NBBUILD_QA_URL", &format!("{}/v1", sim.url))
+        .env("NBBUILD_QA_MODEL", "sim-vision");
+    let r = t.build(
+        &sim,
+        &[
+            "--candidates",
+            "1",
+            "--mode",
+            "images",
+            "--budget",
+            "7",
+            "--concurrency",
+            "3",
+        ],
+    );
+    r.assert_code(1);
+    assert!(
+        r.stderr.contains("budget of 7 credits would be passed"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        sim.stats().image_submits,
+        7,
+        "exactly the budget, never more"
+    );
+    assert!(r.json()["credits"].as_f64().unwrap() <= 7.0);
+}
