@@ -604,6 +604,10 @@ async fn run_task(
                 timeout,
                 request: request.clone(),
                 resume: rec.in_flight_for(slot).cloned(),
+                qa_numbering: rec
+                    .candidate(slot)
+                    .filter(|c| flagged(c))
+                    .map_or(0, |c| c.qa_attempts + 1),
             },
         ));
     }

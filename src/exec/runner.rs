@@ -69,6 +69,9 @@ pub struct CandidateJob {
     pub request: Arc<GenRequest>,
     /// A G-Labs task an earlier run submitted for this slot.
     pub resume: Option<InFlight>,
+    /// Where this slot's QA attempt numbering starts: after the flagged
+    /// attempts an earlier run kept (so their qa_loop files stay).
+    pub qa_numbering: u32,
 }
 
 enum Step {
@@ -113,13 +116,13 @@ pub async fn run(
         let _ = tokio::task::spawn_blocking(move || {
             store.update_candidate(&key, slot, |c| {
                 c.qa = Some(v);
-                c.qa_attempts = rerolls;
+                c.qa_attempts = job.qa_numbering + rerolls;
             })
         })
         .await;
         let cand = Candidate {
             qa: Some(verdict),
-            qa_attempts: rerolls,
+            qa_attempts: job.qa_numbering + rerolls,
             ..cand
         };
         if !flagged {

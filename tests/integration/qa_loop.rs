@@ -77,6 +77,27 @@ fn flagged_stills_are_rerolled_until_exhausted_and_reported() {
         .json();
     assert_eq!(plan["summary"]["stale"], 5);
     assert_eq!(plan["tasks"][0]["reason"]["kind"]["reason"], "qa_flagged");
+    // Another flawed run re-rolls them again; its attempts number on (r3, r4),
+    // so the earlier qa_loop files are kept. (scene02 consumes scene01's new
+    // pick, so it is a new task and numbers from r1 again: 4 x 4 + 2.)
+    let again = t.build(
+        &sim,
+        &[
+            "--candidates",
+            "1",
+            "--mode",
+            "images",
+            "--qa-attempts",
+            "1",
+        ],
+    );
+    again.assert_code(1);
+    let files = qa_loop_files(&t);
+    assert_eq!(files.len(), 18, "{files:?}");
+    assert!(
+        files.contains(&"scene01-c1-r4.png".to_string()),
+        "{files:?}"
+    );
     let clean = Sim::start(fast_sim());
     let t = t.env("NBBUILD_QA_URL", &format!("{}/v1", clean.url));
     let r = t.build(
