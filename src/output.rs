@@ -152,7 +152,6 @@ pub struct Urls {
     pub refs: BTreeMap<String, String>,
     /// `--ref-image`, as given (the key of its URL in `refs`).
     pub ref_image: Option<String>,
-    pub mirrored: bool,
 }
 
 impl Urls {
@@ -305,7 +304,7 @@ pub fn write(
     };
 
     let errors_path = gen_dir.join("errors.json");
-    let entries = error_entries(flow, compiled, report);
+    let entries = error_entries(compiled, report);
     let errors = if entries.is_empty() {
         let _ = std::fs::remove_file(&errors_path);
         None
@@ -389,7 +388,7 @@ fn fill_gate(props: &mut Map<String, Value>, upstream: Kind, rows: &[RowUrls]) {
     }
 }
 
-fn error_entries(flow: &Flow, compiled: &Compiled, report: &RunReport) -> Vec<Value> {
+fn error_entries(compiled: &Compiled, report: &RunReport) -> Vec<Value> {
     let mut out = Vec::new();
     for t in &compiled.tasks {
         let o = &report.outcomes[t.index];
@@ -397,7 +396,7 @@ fn error_entries(flow: &Flow, compiled: &Compiled, report: &RunReport) -> Vec<Va
             continue;
         }
         let prompt: String = t.prompt.chars().take(200).collect();
-        let _ = flow;
+
         for f in &o.failures {
             out.push(json!({
                 "tab": t.tab_name,

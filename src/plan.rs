@@ -129,6 +129,10 @@ pub struct PlanItem {
     /// the key changed (for `explain`).
     #[serde(skip)]
     pub previous: Option<(String, Preimage)>,
+    /// The store's record under `key`, as read for planning (a build that
+    /// turns out to have nothing to do settles from it without reading again).
+    #[serde(skip)]
+    pub record: Option<TaskRecord>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -237,6 +241,7 @@ pub fn plan(c: &Compiled, view: &dyn PlanView, opts: &PlanOptions) -> Plan {
             credits: 0.0,
             preimage: None,
             previous: None,
+            record: None,
         };
         let pre = match preimage_for(t, view, &picks) {
             Ok(p) => p,
@@ -323,6 +328,7 @@ pub fn plan(c: &Compiled, view: &dyn PlanView, opts: &PlanOptions) -> Plan {
                 picks.insert(i, p);
             }
         }
+        item.record = rec;
         items[i] = Some(item);
     }
     let items: Vec<PlanItem> = items.into_iter().flatten().collect();

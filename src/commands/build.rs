@@ -75,9 +75,9 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
             .items
             .iter()
             .all(|i| matches!(i.status, Status::Fresh | Status::Skipped { .. }))
-            && qa_settled(&s, &store, &compiled, &plan);
+            && qa_settled(&s, &compiled, &plan);
         let mut run_report = if settled {
-            settled_report(&store, &compiled, &plan)
+            settled_report(&compiled, &plan)
         } else {
             execute(
                 &s,
@@ -120,7 +120,6 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
             objects: p.objects.clone(),
             refs: p.refs.clone(),
             ref_image: s.ref_image.clone(),
-            mirrored: true,
         },
         None => crate::output::Urls::default(),
     };
@@ -262,20 +261,15 @@ async fn execute(
 }
 
 /// The run's outcome when nothing is stale: every task as the store holds it.
-fn settled_report(
-    store: &nbbuild_cache::Store,
-    compiled: &crate::compile::Compiled,
-    plan: &crate::plan::Plan,
-) -> RunReport {
+fn settled_report(compiled: &crate::compile::Compiled, plan: &crate::plan::Plan) -> RunReport {
     let mut outcomes: Vec<TaskOutcome> = (0..compiled.tasks.len())
         .map(|_| TaskOutcome::new(TaskState::NotRun))
         .collect();
     for item in &plan.items {
         let n = compiled.tasks[item.task].params.candidates;
-        let rec = item.key.as_ref().and_then(|k| store.task(k).ok().flatten());
         let o = &mut outcomes[item.task];
         o.key = item.key.clone();
-        if let Some(rec) = rec {
+        if let Some(rec) = item.record.clone() {
             o.state = if crate::exec::complete(&rec, n) {
                 TaskState::Fresh
             } else {
@@ -376,12 +370,7 @@ fn policy_from_env() -> Policy {
 
 /// With QA on, whether every stored still was judged by this reviewer
 /// already (otherwise the run has reviews to make, even with nothing stale).
-fn qa_settled(
-    s: &Settings,
-    store: &nbbuild_cache::Store,
-    compiled: &crate::compile::Compiled,
-    plan: &crate::plan::Plan,
-) -> bool {
+fn qa_settled(s: &Settings, compiled: &crate::compile::Compiled, plan: &crate::plan::Plan) -> bool {
     let Some(id) = s.qa.id() else { return true };
     let judged = |c: &nbbuild_cache::Candidate| {
         c.qa.as_ref()
@@ -394,9 +383,8 @@ fn qa_settled(
                 && matches!(i.status, Status::Fresh)
         })
         .all(|i| {
-            i.key
+            i.record
                 .as_ref()
-                .and_then(|k| store.task(k).ok().flatten())
                 .is_some_and(|r| r.candidates.iter().all(judged))
         })
 }

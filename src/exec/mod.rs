@@ -64,7 +64,7 @@ pub struct Ctx {
     pub slots: Arc<Semaphore>,
     pub image_calls: AtomicU64,
     pub video_calls: AtomicU64,
-    pub stored: AtomicU64,
+
     pub qa_calls: AtomicU64,
     pub reviewer: Option<Arc<dyn Reviewer>>,
     pub qa_attempts: u32,
@@ -244,7 +244,7 @@ impl Executor {
             slots: Arc::new(Semaphore::new(opts.concurrency.max(1))),
             image_calls: AtomicU64::new(0),
             video_calls: AtomicU64::new(0),
-            stored: AtomicU64::new(0),
+
             qa_calls: AtomicU64::new(0),
             reviewer: opts.reviewer.clone(),
             qa_attempts: opts.qa_attempts,

@@ -8,7 +8,6 @@ use crate::glabs::client::classify_task_error;
 use crate::glabs::{ApiError, FailureKind, GenRequest, RemoteStatus};
 use crate::progress::Event;
 use nbbuild_cache::{Candidate, InFlight};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -640,7 +639,7 @@ async fn commit(
                 task: job.task.clone(),
                 slot: job.slot,
             });
-            ctx.stored.fetch_add(1, Ordering::Relaxed);
+
             Ok(c)
         }
         Ok(Err(e)) => {
