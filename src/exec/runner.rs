@@ -306,6 +306,22 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                 }
                 e => on_error(ctx, &e),
             },
+            Polled::NotOurs(what) => {
+                lost += 1;
+                if lost <= ctx.policy.attempts {
+                    // Never store it: it is another prompt's result.
+                    Step::Again {
+                        why: format!(
+                            "G-Labs task {id} is not ours ({what}): G-Labs restarted and reused the id; resubmitting"
+                        ),
+                    }
+                } else {
+                    Step::Fail(
+                        FailureKind::ApiError,
+                        format!("G-Labs keeps answering for another task ({what})"),
+                    )
+                }
+            }
             Polled::Lost => {
                 lost += 1;
                 if lost <= ctx.policy.attempts {
@@ -440,6 +456,9 @@ enum Polled {
         detail: String,
     },
     Lost,
+    /// The id names a task of another type or prompt (G-Labs restarted and
+    /// handed the id out again): never adopted.
+    NotOurs(String),
     TimedOut,
     Error(ApiError),
     Stopped,
@@ -452,11 +471,27 @@ async fn poll(ctx: &Ctx, job: &CandidateJob, id: &str, submitted_ms: u64) -> Pol
         .unwrap_or_else(Instant::now);
     let deadline = Instant::now() + job.timeout.saturating_sub(elapsed_before);
     let mut errors = 0;
+    let kind = match job.kind {
+        TaskKind::Image => "image",
+        TaskKind::Video => "video",
+    };
+    let prompt = job.request.body["prompt"].as_str().unwrap_or_default();
     loop {
         if ctx.interrupted() {
             return Polled::Stopped;
         }
-        match ctx.client.status(id).await {
+        let status = match ctx.client.status(id).await {
+            Ok(view) if !view.is_ours(kind, prompt) => {
+                return Polled::NotOurs(format!(
+                    "a {} task for {:?}",
+                    view.kind.as_deref().unwrap_or("?"),
+                    crate::qa::excerpt(view.prompt.as_deref().unwrap_or(""), 60)
+                ))
+            }
+            Ok(view) => Ok(view.status),
+            Err(e) => Err(e),
+        };
+        match status {
             Ok(RemoteStatus::Completed { results }) => return Polled::Done(results),
             Ok(RemoteStatus::Failed {
                 code,

@@ -45,6 +45,34 @@ impl ApiError {
     }
 }
 
+/// A polled task: what G-Labs says it is, and where it stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskView {
+    /// `type` of the status body (`image` / `video`), when G-Labs sends it.
+    pub kind: Option<String>,
+    /// `prompt` of the status body, when G-Labs sends it.
+    pub prompt: Option<String>,
+    pub status: RemoteStatus,
+}
+
+impl TaskView {
+    /// False when the body names another type or another prompt than the
+    /// task we submitted: after a restart G-Labs hands out ids again, so a
+    /// recorded id can name someone else's task. Fields the body leaves out
+    /// cannot be checked and are taken as matching (glabs.md documents both).
+    pub fn is_ours(&self, kind: &str, prompt: &str) -> bool {
+        let kind_ok = self
+            .kind
+            .as_deref()
+            .is_none_or(|k| k.trim().to_ascii_lowercase().starts_with(kind));
+        let prompt_ok = self
+            .prompt
+            .as_deref()
+            .is_none_or(|p| p.trim() == prompt.trim());
+        kind_ok && prompt_ok
+    }
+}
+
 /// What a status poll says.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RemoteStatus {
@@ -321,7 +349,7 @@ impl Client {
         Ok(s.task_id)
     }
 
-    pub async fn status(&self, task_id: &str) -> Result<RemoteStatus, ApiError> {
+    pub async fn status(&self, task_id: &str) -> Result<TaskView, ApiError> {
         let resp = self
             .with_key(
                 self.http
@@ -340,6 +368,10 @@ impl Client {
         #[derive(Deserialize)]
         struct Status {
             status: String,
+            #[serde(default, rename = "type")]
+            kind: Option<String>,
+            #[serde(default)]
+            prompt: Option<String>,
             #[serde(default)]
             results: Vec<String>,
             #[serde(default)]
@@ -353,7 +385,7 @@ impl Client {
             message: format!("unreadable status answer: {}", e.without_url()),
             retry_after: None,
         })?;
-        Ok(match s.status.as_str() {
+        let status = match s.status.as_str() {
             "completed" if !s.results.is_empty() => RemoteStatus::Completed { results: s.results },
             "completed" => RemoteStatus::Failed {
                 code: 0,
@@ -370,6 +402,11 @@ impl Client {
                 },
             },
             _ => RemoteStatus::Waiting,
+        };
+        Ok(TaskView {
+            kind: s.kind,
+            prompt: s.prompt,
+            status,
         })
     }
 
@@ -506,6 +543,19 @@ mod tests {
             c.rebase("/api/files/x.mp4"),
             "https://abc.trycloudflare.com/api/files/x.mp4"
         );
+    }
+
+    #[test]
+    fn a_task_of_another_type_or_prompt_is_not_ours() {
+        let view = |kind: Option<&str>, prompt: Option<&str>| TaskView {
+            kind: kind.map(str::to_string),
+            prompt: prompt.map(str::to_string),
+            status: RemoteStatus::Waiting,
+        };
+        assert!(view(Some("image"), Some("a cat")).is_ours("image", "a cat"));
+        assert!(!view(Some("image"), Some("a dog")).is_ours("image", "a cat"));
+        assert!(!view(Some("video"), Some("a cat")).is_ours("image", "a cat"));
+        assert!(view(None, None).is_ours("video", "a cat"));
     }
 
     #[test]

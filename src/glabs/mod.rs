@@ -5,7 +5,7 @@
 pub mod client;
 pub mod request;
 
-pub use client::{ApiError, Client, Health, RemoteStatus};
+pub use client::{ApiError, Client, Health, RemoteStatus, TaskView};
 pub use request::{GenRequest, RefImage};
 
 use serde::Serialize;

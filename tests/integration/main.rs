@@ -14,6 +14,7 @@ mod mirror;
 mod mirror_build;
 mod qa;
 mod qa_loop;
+mod reattach;
 mod resume;
 mod roundtrip;
 mod s3;
