@@ -57,8 +57,6 @@ async fn run_all(
     let client = nbbuild::glabs::Client::new(sim_url, None).unwrap();
     let opts = ExecOptions {
         concurrency: 5,
-        images_only: false,
-        only: None,
         policy,
         budget: None,
         prices: Default::default(),
@@ -66,9 +64,19 @@ async fn run_all(
         qa_attempts: 0,
         mirror: None,
     };
+    let view = nbbuild::commands::plan::StoreView {
+        store: store.clone(),
+        inputs: Arc::new(nbbuild::exec::inputs::Inputs::new(store.clone(), dir)),
+        unavailable: Default::default(),
+    };
+    let decider = Arc::new(nbbuild::plan::Decider::new(
+        Arc::new(c),
+        Arc::new(view),
+        nbbuild::plan::PlanOptions::default(),
+    ));
     let exec = Executor::new(store, client, dir, Arc::new(Silent), opts);
     let t = Instant::now();
-    let r = exec.run(Arc::new(c)).await;
+    let r = exec.run(decider).await;
     (t.elapsed(), r.image_calls + r.video_calls)
 }
 

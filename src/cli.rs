@@ -120,6 +120,14 @@ pub struct BuildArgs {
     /// Same as `plan`
     #[arg(long)]
     pub dry_run: bool,
+    /// Plan without fetching reference URLs nbbuild has never seen (their
+    /// tasks are shown as blocked: content unknown)
+    #[arg(long)]
+    pub offline: bool,
+    /// Stop before any call when a reference cannot be had (default: build
+    /// every task it does not block)
+    #[arg(long)]
+    pub fail_fast: bool,
     /// Print one JSON summary object on stdout at the end
     #[arg(long)]
     pub json: bool,

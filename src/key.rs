@@ -8,17 +8,24 @@
 use crate::compile::{Task, TaskKind};
 use serde::{Deserialize, Serialize};
 
-/// Bumped whenever the preimage or its serialization changes.
-pub const KEY_VERSION: u32 = 1;
+/// Bumped whenever the preimage or its serialization changes; the store's
+/// records are then migrated from their stored preimages (`migrate.rs`), so
+/// a new format never makes anyone pay again.
+///
+/// 2: image inputs by content only (no URL identities); the candidate count
+/// left the key (candidates are samples: slots c1..cN under one key).
+pub const KEY_VERSION: u32 = 2;
 
 /// What an image input contributes to a key.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "by", rename_all = "snake_case")]
 pub enum ImageId {
-    /// A local file or a candidate nbbuild picked: the blake3 of its bytes.
+    /// The blake3 of the image's bytes, whatever names it: a local path, a
+    /// `file://` URL, a URL nbbuild published or downloaded before, or one
+    /// of nbbuild's own candidates.
     Bytes { blake3: String },
-    /// A reference or pick given as a URL: the URL itself (PatchWork's
-    /// upload URLs are immutable, and planning must work offline).
+    /// Only in version-1 preimages (read for migration and `explain`): a
+    /// URL was keyed as itself.
     Url { url: String },
 }
 
@@ -43,7 +50,6 @@ pub struct Preimage {
     pub video_mode: Option<String>,
     pub negative_prompt: Option<String>,
     pub seed: Option<String>,
-    pub candidates: u32,
     /// Image inputs in slot order.
     pub images: Vec<ImageInput>,
 }
@@ -66,14 +72,15 @@ impl Preimage {
             video_mode: p.video_mode.clone(),
             negative_prompt: p.negative_prompt.clone(),
             seed: p.seed.clone(),
-            candidates: p.candidates,
             images,
         }
     }
 
     /// Canonical bytes: serde_json of the struct (fields in declaration order).
     pub fn canonical(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        // A plain struct of strings and numbers: serialization cannot fail,
+        // and a silent empty preimage would give every task the same key.
+        serde_json::to_vec(self).expect("a preimage serializes")
     }
 
     pub fn key(&self) -> String {
@@ -100,69 +107,75 @@ pub struct Change {
     pub new: String,
 }
 
-fn show<T: Serialize>(v: &T) -> String {
-    match serde_json::to_value(v).unwrap_or_default() {
-        serde_json::Value::String(s) => s,
+fn show(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Null => "(none)".into(),
         other => other.to_string(),
     }
 }
 
-/// Field-by-field differences, in preimage order. Images are compared per slot.
+fn show_image(v: Option<&serde_json::Value>) -> String {
+    let Some(v) = v else {
+        return "(none)".into();
+    };
+    match (v["blake3"].as_str(), v["url"].as_str()) {
+        (Some(h), _) => format!("bytes {}", &h[..h.len().min(12)]),
+        (None, Some(u)) => u.to_string(),
+        _ => show(v),
+    }
+}
+
+/// Field-by-field differences, in preimage order, derived from the
+/// serialized preimages (so a field added to `Preimage` is diffed without
+/// anyone remembering to). Images are compared per slot.
 pub fn diff(old: &Preimage, new: &Preimage) -> Vec<Change> {
+    diff_values(&old.to_value(), &new.to_value())
+}
+
+/// [`diff`] over serialized preimages (a stored one may be of an older
+/// key version).
+pub fn diff_values(old: &serde_json::Value, new: &serde_json::Value) -> Vec<Change> {
+    let empty = serde_json::Map::new();
+    let (a, b) = (
+        old.as_object().unwrap_or(&empty),
+        new.as_object().unwrap_or(&empty),
+    );
+    let mut fields: Vec<&String> = b.keys().collect();
+    fields.extend(a.keys().filter(|k| !b.contains_key(*k)));
     let mut out = Vec::new();
-    let mut field = |name: &str, a: String, b: String| {
-        if a != b {
+    let null = serde_json::Value::Null;
+    for f in fields {
+        let (x, y) = (a.get(f).unwrap_or(&null), b.get(f).unwrap_or(&null));
+        if f == "images" {
+            let by_slot =
+                |v: &serde_json::Value| -> std::collections::BTreeMap<u64, serde_json::Value> {
+                    v.as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|i| Some((i["slot"].as_u64()?, i.clone())))
+                        .collect()
+                };
+            let (xs, ys) = (by_slot(x), by_slot(y));
+            let slots: std::collections::BTreeSet<u64> =
+                xs.keys().chain(ys.keys()).copied().collect();
+            for slot in slots {
+                let (o, n) = (show_image(xs.get(&slot)), show_image(ys.get(&slot)));
+                if o != n {
+                    out.push(Change {
+                        field: format!("image {slot}"),
+                        old: o,
+                        new: n,
+                    });
+                }
+            }
+        } else if x != y {
             out.push(Change {
-                field: name.to_string(),
-                old: a,
-                new: b,
+                field: f.clone(),
+                old: show(x),
+                new: show(y),
             });
         }
-    };
-    field(
-        "key_version",
-        show(&old.key_version),
-        show(&new.key_version),
-    );
-    field("kind", show(&old.kind), show(&new.kind));
-    field("model", show(&old.model), show(&new.model));
-    field("prompt", old.prompt.clone(), new.prompt.clone());
-    field(
-        "aspect_ratio",
-        show(&old.aspect_ratio),
-        show(&new.aspect_ratio),
-    );
-    field("resolution", show(&old.resolution), show(&new.resolution));
-    field("duration", show(&old.duration), show(&new.duration));
-    field("video_mode", show(&old.video_mode), show(&new.video_mode));
-    field(
-        "negative_prompt",
-        show(&old.negative_prompt),
-        show(&new.negative_prompt),
-    );
-    field("seed", show(&old.seed), show(&new.seed));
-    field("candidates", show(&old.candidates), show(&new.candidates));
-    let slots: std::collections::BTreeSet<usize> = old
-        .images
-        .iter()
-        .chain(&new.images)
-        .map(|i| i.slot)
-        .collect();
-    for slot in slots {
-        let get = |p: &Preimage| {
-            p.images
-                .iter()
-                .find(|i| i.slot == slot)
-                .map(|i| match &i.id {
-                    ImageId::Bytes { blake3 } => {
-                        format!("bytes {}", &blake3[..blake3.len().min(12)])
-                    }
-                    ImageId::Url { url } => url.clone(),
-                })
-                .unwrap_or_else(|| "(none)".into())
-        };
-        field(&format!("image {slot}"), get(old), get(new));
     }
     out
 }

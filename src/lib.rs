@@ -13,6 +13,7 @@ pub mod exec;
 pub mod flow;
 pub mod glabs;
 pub mod key;
+pub mod migrate;
 pub mod mirror;
 pub mod names;
 pub mod output;

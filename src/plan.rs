@@ -4,8 +4,8 @@
 //! Pure: the store and the file hashes come in through `PlanView`.
 
 use crate::compile::{Compiled, InputSource, Task, TaskKind};
-use crate::key::{diff, Change, ImageId, ImageInput, Preimage};
-use nbbuild_cache::TaskRecord;
+use crate::key::{Change, ImageId, ImageInput, Preimage};
+use nbbuild_cache::{Candidate, TaskRecord};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -51,13 +51,17 @@ impl Prices {
 }
 
 /// What planning needs from the outside.
-pub trait PlanView {
+pub trait PlanView: Send + Sync {
     fn record(&self, key: &str) -> Option<TaskRecord>;
     /// The newest record stored for a task of this label and kind (to
     /// explain a key change; an image and a video node may share a name).
     fn previous(&self, label: &str, kind: TaskKind) -> Option<(String, TaskRecord)>;
     /// blake3 of a local reference file.
     fn file_hash(&self, path: &str) -> Result<String, String>;
+    /// blake3 of the content behind a URL: a `file://` or `data:` URL read
+    /// locally, an http(s) URL nbbuild published or downloaded before (the
+    /// store remembers URL -> content). Err: unknown or unreadable, why.
+    fn url_hash(&self, url: &str) -> Result<String, String>;
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -157,18 +161,26 @@ impl Plan {
     }
 }
 
-pub struct PlanOptions<'a> {
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
     pub images_only: bool,
-    pub only: Option<&'a BTreeSet<usize>>,
-    pub prices: &'a Prices,
+    /// `--only`: the selected tasks.
+    pub only: Option<BTreeSet<usize>>,
+    pub prices: Prices,
 }
 
-/// A stored candidate set that counts as done: every slot present and none flagged.
-fn judge(rec: &TaskRecord, n: u32) -> Option<Reason> {
+/// Whether a verdict flags its candidate.
+pub fn is_flagged(c: &Candidate) -> bool {
+    c.qa.as_ref().is_some_and(|v| v.verdict == "flagged")
+}
+
+/// Why a stored candidate set does not count as done (every one of its first
+/// `n` slots held and none flagged), or None when it does.
+pub fn judge(rec: &TaskRecord, n: u32) -> Option<Reason> {
     let flagged = rec
         .candidates
         .iter()
-        .filter(|c| c.slot < n && c.qa.as_ref().is_some_and(|v| v.verdict == "flagged"))
+        .filter(|c| c.slot < n && is_flagged(c))
         .count() as u32;
     let missing = (0..n).filter(|s| rec.candidate(*s).is_none()).count() as u32;
     if missing > 0 {
@@ -180,16 +192,27 @@ fn judge(rec: &TaskRecord, n: u32) -> Option<Reason> {
     }
 }
 
-/// The pick a fresh task hands downstream (same rule as the executor).
-fn pick(rec: &TaskRecord, n: u32) -> Option<String> {
-    let cands: Vec<_> = rec.candidates.iter().filter(|c| c.slot < n).collect();
-    cands
-        .iter()
-        .find(|c| c.qa.as_ref().is_none_or(|v| v.verdict != "flagged"))
-        .or(cands.first())
-        .map(|c| c.object.clone())
+/// The candidate a task hands downstream: among its first `n` slots, the
+/// first (in slot order) not flagged by QA, else the first.
+pub fn pick(candidates: &[Candidate], n: u32) -> Option<&Candidate> {
+    let mut cands = candidates.iter().filter(|c| c.slot < n);
+    let first = cands.clone().next();
+    cands.find(|c| !is_flagged(c)).or(first)
 }
 
+/// The slots a stale task generates: every slot for a re-roll, else the
+/// missing and the flagged ones among the first `n`.
+pub fn slots_to_generate(reason: &Reason, rec: Option<&TaskRecord>, n: u32) -> Vec<u32> {
+    match (reason, rec) {
+        (Reason::Forced, _) | (_, None) => (0..n).collect(),
+        (_, Some(r)) => (0..n)
+            .filter(|s| r.candidate(*s).is_none_or(is_flagged))
+            .collect(),
+    }
+}
+
+/// The key of `task` given the pick each input task hands down; Ok(None)
+/// while a pick is not known yet; Err when an input cannot be read.
 pub fn preimage_for(
     task: &Task,
     view: &dyn PlanView,
@@ -197,40 +220,89 @@ pub fn preimage_for(
 ) -> Result<Option<Preimage>, String> {
     let mut images = Vec::new();
     for inp in &task.inputs {
-        let id = match &inp.source {
-            InputSource::File(p) => ImageId::Bytes {
-                blake3: view.file_hash(p)?,
-            },
-            InputSource::Url(u) => ImageId::Url { url: u.clone() },
+        let blake3 = match &inp.source {
+            InputSource::File(p) => view.file_hash(p)?,
+            InputSource::Url(u) => view.url_hash(u)?,
             InputSource::Task(d) => match picks.get(d) {
-                Some(h) => ImageId::Bytes { blake3: h.clone() },
+                Some(h) => h.clone(),
                 None => return Ok(None),
             },
         };
-        images.push(ImageInput { slot: inp.slot, id });
+        images.push(ImageInput {
+            slot: inp.slot,
+            id: ImageId::Bytes { blake3 },
+        });
     }
     Ok(Some(Preimage::new(task, images)))
 }
 
-pub fn plan(c: &Compiled, view: &dyn PlanView, opts: &PlanOptions) -> Plan {
-    let mut items: Vec<Option<PlanItem>> = vec![None; c.tasks.len()];
-    // Pick each task hands downstream, when it is known without building.
-    let mut picks: BTreeMap<usize, String> = BTreeMap::new();
-    let needed: Option<BTreeSet<usize>> = opts.only.map(|only| {
-        let mut needed = BTreeSet::new();
-        let mut stack: Vec<usize> = only.iter().copied().collect();
-        while let Some(t) = stack.pop() {
-            if needed.insert(t) {
-                stack.extend(c.tasks[t].deps());
+/// The one place that decides what a task needs: `plan` asks it for every
+/// task with the picks known before building, and the executor asks it again
+/// with the live picks once a task's inputs exist. Quote and spend come from
+/// the same code.
+pub struct Decider {
+    pub compiled: std::sync::Arc<Compiled>,
+    pub view: std::sync::Arc<dyn PlanView>,
+    pub opts: PlanOptions,
+    /// With `--only`: the selected tasks and every task they consume.
+    needed: Option<BTreeSet<usize>>,
+}
+
+impl Decider {
+    pub fn new(
+        compiled: std::sync::Arc<Compiled>,
+        view: std::sync::Arc<dyn PlanView>,
+        opts: PlanOptions,
+    ) -> Decider {
+        let needed = opts.only.as_ref().map(|only| {
+            let mut needed = BTreeSet::new();
+            let mut stack: Vec<usize> = only.iter().copied().collect();
+            while let Some(t) = stack.pop() {
+                if needed.insert(t) {
+                    stack.extend(compiled.tasks[t].deps());
+                }
             }
+            needed
+        });
+        Decider {
+            compiled,
+            view,
+            opts,
+            needed,
         }
-        needed
-    });
-    for &i in &c.order {
+    }
+
+    /// Why this run leaves task `i` alone, if it does.
+    pub fn skip(&self, i: usize) -> Option<&'static str> {
+        let t = &self.compiled.tasks[i];
+        if self.opts.images_only && t.kind == TaskKind::Video {
+            return Some("--mode images");
+        }
+        match (&self.opts.only, &self.needed) {
+            (Some(only), _) if only.contains(&i) => None,
+            (Some(_), Some(nd)) if nd.contains(&i) => None,
+            (Some(_), _) => Some("not selected by --only"),
+            _ => None,
+        }
+    }
+
+    pub fn forced(&self, i: usize) -> bool {
+        self.opts.only.as_ref().is_some_and(|o| o.contains(&i))
+    }
+
+    /// Task `i`, given the pick of every input task known so far (`picks`)
+    /// and the input tasks that cannot be built (`blocked`, with why).
+    pub fn decide(
+        &self,
+        i: usize,
+        picks: &BTreeMap<usize, String>,
+        blocked: &BTreeMap<usize, String>,
+    ) -> PlanItem {
+        let c = &self.compiled;
         let t = &c.tasks[i];
         let n = t.params.candidates;
         let label = t.label();
-        let price = opts.prices.of(&t.params.model);
+        let price = self.opts.prices.of(&t.params.model);
         let mut item = PlanItem {
             task: i,
             name: label.clone(),
@@ -243,27 +315,30 @@ pub fn plan(c: &Compiled, view: &dyn PlanView, opts: &PlanOptions) -> Plan {
             previous: None,
             record: None,
         };
-        let pre = match preimage_for(t, view, &picks) {
+        let skip = self.skip(i);
+        if let Some(d) = t.deps().find(|d| blocked.contains_key(d)) {
+            item.status = match skip {
+                Some(why) => Status::Skipped { why: why.into() },
+                None => Status::Blocked {
+                    why: format!("its input {} cannot be built", c.tasks[d].label()),
+                },
+            };
+            return item;
+        }
+        let pre = match preimage_for(t, self.view.as_ref(), picks) {
             Ok(p) => p,
             Err(why) => {
-                item.status = Status::Blocked { why };
-                items[i] = Some(item);
-                continue;
+                item.status = match skip {
+                    Some(why) => Status::Skipped { why: why.into() },
+                    None => Status::Blocked { why },
+                };
+                return item;
             }
         };
-        let skip = if opts.images_only && t.kind == TaskKind::Video {
-            Some("--mode images")
-        } else {
-            match (opts.only, &needed) {
-                (Some(only), _) if only.contains(&i) => None,
-                (Some(_), Some(nd)) if nd.contains(&i) => None,
-                (Some(_), _) => Some("not selected by --only"),
-                _ => None,
-            }
-        };
-        let forced = opts.only.is_some_and(|o| o.contains(&i));
+        let forced = self.forced(i);
         let Some(pre) = pre else {
-            // An input will be rebuilt: this key is not known yet.
+            // An input will be rebuilt: this key is not known yet. The quote
+            // is an upper bound: every candidate.
             let upstream = t
                 .deps()
                 .find(|d| !picks.contains_key(d))
@@ -277,18 +352,17 @@ pub fn plan(c: &Compiled, view: &dyn PlanView, opts: &PlanOptions) -> Plan {
                 item.calls = n;
             }
             item.credits = price * item.calls as f64;
-            items[i] = Some(item);
-            continue;
+            return item;
         };
         let key = pre.key();
         item.key = Some(key.clone());
-        let rec = view.record(&key);
+        let rec = self.view.record(&key);
         let verdict = match &rec {
             Some(r) => judge(r, n),
-            None => Some(match view.previous(&label, t.kind) {
+            None => Some(match self.view.previous(&label, t.kind) {
                 Some((old_key, old)) => match Preimage::from_value(&old.preimage) {
                     Some(old_pre) if old_pre != pre => {
-                        let changes = diff(&old_pre, &pre);
+                        let changes = crate::key::diff_values(&old.preimage, &pre.to_value());
                         item.previous = Some((old_key, old_pre));
                         Reason::KeyChanged { changes }
                     }
@@ -297,9 +371,9 @@ pub fn plan(c: &Compiled, view: &dyn PlanView, opts: &PlanOptions) -> Plan {
                 None => Reason::New,
             }),
         };
-        item.preimage = Some(pre.clone());
+        item.preimage = Some(pre);
         let has_candidates = rec.as_ref().is_some_and(|r| !r.candidates.is_empty());
-        let in_needed_only = opts.only.is_some() && !forced && skip.is_none();
+        let in_needed_only = self.opts.only.is_some() && !forced && skip.is_none();
         item.status = match (skip, forced, &verdict) {
             (Some(why), _, _) => Status::Skipped { why: why.into() },
             (None, true, _) => Status::Stale(Reason::Forced),
@@ -309,44 +383,78 @@ pub fn plan(c: &Compiled, view: &dyn PlanView, opts: &PlanOptions) -> Plan {
             (None, false, Some(r)) => Status::Stale(r.clone()),
         };
         if let Status::Stale(reason) = &item.status {
-            item.calls = match (reason, &rec) {
-                (Reason::Forced, _) => n,
-                (_, Some(r)) => (0..n)
-                    .filter(|s| {
-                        r.candidate(*s)
-                            .is_none_or(|c| c.qa.as_ref().is_some_and(|v| v.verdict == "flagged"))
-                    })
-                    .count() as u32,
-                (_, None) => n,
-            };
+            item.calls = slots_to_generate(reason, rec.as_ref(), n).len() as u32;
         }
         item.credits = price * item.calls as f64;
-        // Downstream consumers know their key now if this task will not change.
-        let changes = matches!(item.status, Status::Stale(_));
-        if !changes {
-            if let Some(p) = rec.as_ref().and_then(|r| pick(r, n)) {
-                picks.insert(i, p);
+        item.record = rec;
+        item
+    }
+
+    /// The pick a decided task hands downstream, when this run cannot change
+    /// it: a task that is not built, or a stale one whose first slot that is
+    /// held and clean comes before every slot it will generate (adding c3
+    /// and c4 leaves a clean c1 the pick).
+    pub fn settled_pick(&self, item: &PlanItem) -> Option<String> {
+        let n = self.compiled.tasks[item.task].params.candidates;
+        let rec = item.record.as_ref()?;
+        match &item.status {
+            Status::Blocked { .. }
+            | Status::Stale(Reason::Forced | Reason::UpstreamChanges { .. }) => None,
+            Status::Stale(_) => (0..n)
+                .map(|s| rec.candidate(s))
+                .find(|c| c.is_none_or(|c| !is_flagged(c)))
+                .flatten()
+                .map(|c| c.object.clone()),
+            Status::Fresh | Status::Skipped { .. } => {
+                pick(&rec.candidates, n).map(|c| c.object.clone())
             }
         }
-        item.record = rec;
-        items[i] = Some(item);
     }
-    let items: Vec<PlanItem> = items.into_iter().flatten().collect();
-    let image_calls = items
-        .iter()
-        .filter(|i| i.kind == TaskKind::Image)
-        .map(|i| i.calls as u64)
-        .sum();
-    let video_calls = items
-        .iter()
-        .filter(|i| i.kind == TaskKind::Video)
-        .map(|i| i.calls as u64)
-        .sum();
-    let credits = items.iter().map(|i| i.credits).sum();
-    Plan {
-        items,
-        image_calls,
-        video_calls,
-        credits,
+
+    /// Every task, in dependency order, with the picks known before building.
+    pub fn plan(&self) -> Plan {
+        let c = &self.compiled;
+        let mut items: Vec<Option<PlanItem>> = vec![None; c.tasks.len()];
+        let mut picks: BTreeMap<usize, String> = BTreeMap::new();
+        let mut blocked: BTreeMap<usize, String> = BTreeMap::new();
+        for &i in &c.order {
+            let item = self.decide(i, &picks, &blocked);
+            if let Some(p) = self.settled_pick(&item) {
+                picks.insert(i, p);
+            }
+            if let Status::Blocked { why } = &item.status {
+                blocked.insert(i, why.clone());
+            }
+            items[i] = Some(item);
+        }
+        // Flow order (tab, then node order), as people read the flow.
+        let mut items: Vec<PlanItem> = items.into_iter().flatten().collect();
+        items.sort_by_key(|it| it.task);
+        let image_calls = items
+            .iter()
+            .filter(|i| i.kind == TaskKind::Image)
+            .map(|i| i.calls as u64)
+            .sum();
+        let video_calls = items
+            .iter()
+            .filter(|i| i.kind == TaskKind::Video)
+            .map(|i| i.calls as u64)
+            .sum();
+        let credits = items.iter().map(|i| i.credits).sum();
+        Plan {
+            items,
+            image_calls,
+            video_calls,
+            credits,
+        }
     }
+}
+
+/// The plan of `c` (see [`Decider::plan`]).
+pub fn plan(
+    c: std::sync::Arc<Compiled>,
+    view: std::sync::Arc<dyn PlanView>,
+    opts: PlanOptions,
+) -> Plan {
+    Decider::new(c, view, opts).plan()
 }

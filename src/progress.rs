@@ -40,7 +40,8 @@ pub enum Event {
         slot: u32,
         why: String,
     },
-    /// A task reached a final state.
+    /// A task reached a final state (`task` names its kind and label:
+    /// `image scene02`).
     TaskDone {
         task: String,
         state: &'static str,
@@ -50,6 +51,16 @@ pub enum Event {
     Warn(String),
     /// Informational line (not shown with -q).
     Info(String),
+}
+
+/// A task's final line: `built image scene02 (new)`, or for a failure the
+/// reason a person can act on: `failed image scene04: reference ... unavailable`.
+pub fn task_line(task: &str, state: &str, note: &str) -> String {
+    match (state, note.is_empty()) {
+        (_, true) => format!("{state:>8} {task}"),
+        ("failed" | "skipped", false) => format!("{state:>8} {task}: {note}"),
+        _ => format!("{state:>8} {task} ({note})"),
+    }
 }
 
 pub trait Reporter: Send + Sync {
@@ -110,11 +121,7 @@ impl Reporter for Plain {
             }
             Event::TaskDone { state: "fresh", .. } if !self.verbose => {}
             Event::TaskDone { task, state, note } => {
-                if note.is_empty() {
-                    eprintln!("{state:>8} {task}")
-                } else {
-                    eprintln!("{state:>8} {task} ({note})")
-                }
+                eprintln!("{}", task_line(&task, state, &note))
             }
             Event::Info(m) => eprintln!("{m}"),
             _ => {}
@@ -226,13 +233,8 @@ impl Reporter for Fancy {
             Event::TaskDone { task, state, note } => {
                 self.overall.inc(1);
                 if state != "fresh" {
-                    self.multi.suspend(|| {
-                        if note.is_empty() {
-                            eprintln!("{state:>8} {task}")
-                        } else {
-                            eprintln!("{state:>8} {task} ({note})")
-                        }
-                    });
+                    self.multi
+                        .suspend(|| eprintln!("{}", task_line(&task, state, &note)));
                 }
             }
             Event::Warn(m) => self.multi.suspend(|| eprintln!("warning: {m}")),

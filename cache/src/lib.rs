@@ -129,6 +129,9 @@ struct Trees {
     verdicts: sled::Tree,
     uploads: sled::Tree,
     url_objects: sled::Tree,
+    /// URL nbbuild published -> the object it published there (not a
+    /// reference that keeps the object alive: the mirror holds a copy).
+    published: sled::Tree,
     file_hashes: sled::Tree,
     pins: sled::Tree,
     runs: sled::Tree,
@@ -144,6 +147,7 @@ impl Trees {
             verdicts: db.open_tree("verdicts")?,
             uploads: db.open_tree("uploads")?,
             url_objects: db.open_tree("url_objects")?,
+            published: db.open_tree("published")?,
             file_hashes: db.open_tree("file_hashes")?,
             pins: db.open_tree("pins")?,
             runs: db.open_tree("runs")?,
@@ -784,7 +788,21 @@ impl Store {
     /// taken from the object file and `created` defaults to now. A replaced
     /// candidate with a different object goes to history (reason
     /// "slot N replaced"), so its bytes stay reachable.
-    pub fn commit_candidate(&self, key: &str, mut cand: Candidate) -> Result<()> {
+    pub fn commit_candidate(&self, key: &str, cand: Candidate) -> Result<()> {
+        self.commit_replacing(key, cand, None)
+    }
+
+    /// [`Store::commit_candidate`], with a replaced candidate filed in the
+    /// history set named `set` (`None`: a set of its own, "slot N
+    /// replaced"). Slots of one re-roll name the same set, and land in it as
+    /// each replacement commits: the old candidate stays current until then,
+    /// so a failed re-roll loses nothing.
+    pub fn commit_replacing(
+        &self,
+        key: &str,
+        mut cand: Candidate,
+        set: Option<&str>,
+    ) -> Result<()> {
         if !is_object_id(&cand.object) {
             return Err(StoreError::BadObjectId(cand.object));
         }
@@ -808,11 +826,18 @@ impl Store {
             if let Some(i) = rec.candidates.iter().position(|c| c.slot == slot) {
                 let old = rec.candidates.remove(i);
                 if old.object != cand.object {
-                    rec.history.push(HistorySet {
-                        replaced: now_ms(),
-                        reason: format!("slot {slot} replaced"),
-                        candidates: vec![old],
-                    });
+                    match (set, rec.history.last_mut()) {
+                        (Some(name), Some(last)) if last.reason == name => {
+                            last.candidates.push(old);
+                            last.candidates.sort_by_key(|c| c.slot);
+                        }
+                        _ => rec.history.push(HistorySet {
+                            replaced: now_ms(),
+                            reason: set
+                                .map_or_else(|| format!("slot {slot} replaced"), str::to_string),
+                            candidates: vec![old],
+                        }),
+                    }
                 }
             }
             rec.candidates.push(cand);
@@ -959,21 +984,109 @@ impl Store {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
-    /// Flushed.
+    /// Flushed. The URL also names its object from now on
+    /// ([`Store::url_object`]): a flow that comes back holding it (the
+    /// PatchWork round trip) is keyed by the same content.
     pub fn put_upload(&self, object: &str, mirror: &str, url: &str) -> Result<()> {
         self.t
             .uploads
             .insert(pair_key(object, mirror), url.as_bytes())?;
+        if is_object_id(object) {
+            self.t.published.insert(url.as_bytes(), object.as_bytes())?;
+        }
         self.flush()
     }
 
-    /// The object holding what was downloaded from an http(s) reference URL.
-    pub fn url_object(&self, url: &str) -> Result<Option<ObjectId>> {
+    /// Let every URL recorded as an upload name its object (stores written
+    /// before uploads did so themselves). Idempotent; flushed.
+    pub fn index_published_urls(&self) -> Result<usize> {
+        let mut n = 0;
+        for kv in self.t.uploads.iter() {
+            let (k, url) = kv?;
+            let Some((object, _mirror)) = split_pair(&k) else {
+                continue;
+            };
+            if is_object_id(&object) && self.t.published.get(&url)?.is_none() {
+                self.t.published.insert(url, object.as_bytes())?;
+                n += 1;
+            }
+        }
+        self.flush()?;
+        Ok(n)
+    }
+
+    /// A value of the store's own `meta` tree (schema, migrations done).
+    pub fn meta(&self, name: &str) -> Result<Option<String>> {
         Ok(self
             .t
-            .url_objects
-            .get(url.as_bytes())?
+            .meta
+            .get(format!("x:{name}"))?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Flushed.
+    pub fn put_meta(&self, name: &str, value: &str) -> Result<()> {
+        self.t.meta.insert(format!("x:{name}"), value.as_bytes())?;
+        self.flush()
+    }
+
+    /// Move the record under `old` to `new` with `preimage` (a key-format
+    /// migration), in one atomic write, flushed. When `new` already holds a
+    /// record (two old keys that now mean the same task), the one with more
+    /// candidates stays current and the other's candidates go to its history,
+    /// so nothing paid for is lost.
+    pub fn rekey_task(&self, old: &str, new: &str, preimage: serde_json::Value) -> Result<()> {
+        if old == new {
+            return Ok(());
+        }
+        let _g = lock_guard(&self.write);
+        let Some(mut moved) = self.task(old)? else {
+            return Ok(());
+        };
+        moved.preimage = preimage;
+        let rec = match self.task(new)? {
+            None => moved,
+            Some(there) => {
+                let (mut keep, other) = if there.candidates.len() >= moved.candidates.len() {
+                    (there, moved)
+                } else {
+                    (moved, there)
+                };
+                if !other.candidates.is_empty() {
+                    keep.history.push(HistorySet {
+                        replaced: now_ms(),
+                        reason: "merged by a key-format migration".into(),
+                        candidates: other.candidates,
+                    });
+                }
+                keep.history.extend(other.history);
+                keep.history.sort_by_key(|h| h.replaced);
+                for f in other.in_flight {
+                    if keep.in_flight_for(f.slot).is_none() {
+                        keep.in_flight.push(f);
+                    }
+                }
+                keep.in_flight.sort_by_key(|f| f.slot);
+                keep.created = keep.created.min(other.created);
+                keep
+            }
+        };
+        let mut batch = sled::Batch::default();
+        batch.insert(new.as_bytes(), serde_json::to_vec(&rec)?);
+        batch.remove(old.as_bytes());
+        self.t.tasks.apply_batch(batch)?;
+        drop(_g);
+        self.flush()
+    }
+
+    /// The object behind a URL: what was downloaded from it (an http(s)
+    /// reference), or what nbbuild published there.
+    pub fn url_object(&self, url: &str) -> Result<Option<ObjectId>> {
+        let v = match self.t.url_objects.get(url.as_bytes())? {
+            Some(v) => Some(v),
+            None => self.t.published.get(url.as_bytes())?,
+        };
+        Ok(v.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     /// Flushed.

@@ -1,7 +1,7 @@
 //! `nbbuild build` (the default command): plan, say what it will spend,
 //! generate what is stale, write the outputs.
 
-use super::plan::{fmt_credits, make_plan, print_plan};
+use super::plan::{fmt_credits, make_decider, print_plan};
 use super::settings::{QaSetting, Settings};
 use crate::cli::BuildArgs;
 use crate::error::{Error, ErrorKind, Result};
@@ -44,10 +44,32 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
     };
 
     // The plan comes first: what will run, why, and what it will cost.
-    let plan = make_plan(&s, &compiled, &store);
+    let decider = make_decider(&s, &compiled, &store);
+    let plan = decider.plan();
     phase("plan");
     if !s.quiet {
         print_plan(&compiled, &plan, false, &mut std::io::stderr());
+    }
+    // References before money: one that cannot be had is said once, with
+    // the tasks it blocks, before any call.
+    let blocked = blocked_references(&compiled, &plan);
+    for (why, tasks) in &blocked {
+        eprintln!(
+            "error: {why}\n  blocks: {}\n  hint: fix the path or URL in the flow (or make the server reachable); {}",
+            tasks.join(", "),
+            if s.fail_fast {
+                "--fail-fast: nothing is built"
+            } else {
+                "every other task is still built (--fail-fast stops instead)"
+            }
+        );
+    }
+    if s.fail_fast && !blocked.is_empty() {
+        return Err(Error::usage(format!(
+            "{} reference(s) cannot be had; nothing was spent",
+            blocked.len()
+        ))
+        .hint("fix them and rerun, or drop --fail-fast to build the tasks they do not block"));
     }
     if let Some(budget) = s.budget {
         if plan.credits > budget + 1e-9 {
@@ -81,7 +103,7 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
         } else {
             execute(
                 &s,
-                &compiled,
+                &decider,
                 &store,
                 &plan,
                 report.clone(),
@@ -179,7 +201,7 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
 /// the built-in simulator).
 async fn execute(
     s: &Settings,
-    compiled: &Arc<crate::compile::Compiled>,
+    decider: &Arc<crate::plan::Decider>,
     store: &Arc<nbbuild_cache::Store>,
     plan: &crate::plan::Plan,
     report: Arc<dyn Reporter>,
@@ -227,8 +249,6 @@ async fn execute(
     }
     let opts = ExecOptions {
         concurrency: s.concurrency as usize,
-        images_only: s.images_only,
-        only: s.only.clone(),
         policy: policy_from_env(),
         budget: s.budget,
         prices: s.prices.clone(),
@@ -252,12 +272,32 @@ async fn execute(
             ctx.interrupt();
         }
     });
-    let r = exec.run(compiled.clone()).await;
+    let r = exec.run(decider.clone()).await;
     interrupt.abort();
     if let Some(h) = sim {
         h.shutdown().await;
     }
     Ok(r)
+}
+
+/// Blocked tasks grouped by why (a reference that cannot be had), with
+/// the tasks each blocks, in flow order.
+fn blocked_references(
+    compiled: &crate::compile::Compiled,
+    plan: &crate::plan::Plan,
+) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for item in &plan.items {
+        if let Status::Blocked { why } = &item.status {
+            let t = &compiled.tasks[item.task];
+            let name = format!("{} {}", t.kind.as_str(), item.name);
+            match out.iter_mut().find(|(w, _)| w == why) {
+                Some((_, tasks)) => tasks.push(name),
+                None => out.push((why.clone(), vec![name])),
+            }
+        }
+    }
+    out
 }
 
 /// The run's outcome when nothing is stale: every task as the store holds it.
@@ -270,7 +310,7 @@ fn settled_report(compiled: &crate::compile::Compiled, plan: &crate::plan::Plan)
         let o = &mut outcomes[item.task];
         o.key = item.key.clone();
         if let Some(rec) = item.record.clone() {
-            o.state = if crate::exec::complete(&rec, n) {
+            o.state = if crate::plan::judge(&rec, n).is_none() {
                 TaskState::Fresh
             } else {
                 TaskState::NotRun

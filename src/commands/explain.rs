@@ -27,7 +27,7 @@ pub fn run(a: &ExplainArgs) -> Result<i32> {
         ..BuildArgs::default()
     };
     let s = Settings::resolve(&build)?;
-    let compiled = s.compile()?;
+    let compiled = Arc::new(s.compile()?);
     let chosen =
         crate::select::resolve(&compiled, std::slice::from_ref(&sel)).map_err(|e| Error {
             message: e.message.replace("--only ", "selector "),

@@ -3,21 +3,24 @@
 
 use super::settings::Settings;
 use crate::cli::BuildArgs;
-use crate::compile::{Compiled, TaskKind};
+use crate::compile::{Compiled, InputSource, TaskKind};
 use crate::error::{Error, Result};
 use crate::exec::inputs::Inputs;
-use crate::plan::{plan, Plan, PlanOptions, PlanView, Status};
+use crate::plan::{Decider, Plan, PlanOptions, PlanView, Status};
 use nbbuild_cache::{Store, TaskRecord};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The store (and reference files) as planning sees them.
-pub struct StoreView<'a> {
-    pub store: &'a Store,
-    pub inputs: &'a Inputs,
+pub struct StoreView {
+    pub store: Arc<Store>,
+    pub inputs: Arc<Inputs>,
+    /// References that could not be had, with why (from the reference step).
+    pub unavailable: BTreeMap<String, String>,
 }
 
-impl PlanView for StoreView<'_> {
+impl PlanView for StoreView {
     fn record(&self, key: &str) -> Option<TaskRecord> {
         self.store.task(key).ok().flatten()
     }
@@ -35,28 +38,84 @@ impl PlanView for StoreView<'_> {
     fn file_hash(&self, path: &str) -> std::result::Result<String, String> {
         self.inputs.file_hash(path)
     }
+    fn url_hash(&self, url: &str) -> std::result::Result<String, String> {
+        if let Some(why) = self.unavailable.get(url) {
+            return Err(why.clone());
+        }
+        self.inputs.url_hash(url)
+    }
 }
 
-pub fn make_plan(s: &Settings, compiled: &Compiled, store: &Arc<Store>) -> Plan {
-    let inputs = Inputs::new(store.clone(), &s.project.dir);
-    let view = StoreView {
-        store,
-        inputs: &inputs,
+/// Every URL an image input of `compiled` names.
+fn input_urls(compiled: &Compiled) -> Vec<String> {
+    let mut urls: Vec<String> = compiled
+        .tasks
+        .iter()
+        .flat_map(|t| &t.inputs)
+        .filter_map(|i| match &i.source {
+            InputSource::Url(u) => Some(u.clone()),
+            _ => None,
+        })
+        .collect();
+    urls.sort();
+    urls.dedup();
+    urls
+}
+
+/// The reference step: every URL input whose content the store does not
+/// know is fetched once and checked to be an image (unless `offline`), so
+/// that keys are by content and nothing is paid for before a reference is
+/// known to be there.
+pub fn reference_step(
+    s: &Settings,
+    compiled: &Compiled,
+    store: &Arc<Store>,
+) -> (Arc<Inputs>, BTreeMap<String, String>) {
+    let inputs = Arc::new(Inputs::new(store.clone(), &s.project.dir));
+    let urls = input_urls(compiled);
+    if s.offline || urls.is_empty() {
+        return (inputs, BTreeMap::new());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let unavailable = match rt {
+        Ok(rt) => rt.block_on(inputs.prefetch(&urls)),
+        Err(e) => urls
+            .into_iter()
+            .map(|u| (u, format!("cannot start the runtime to fetch it: {e}")))
+            .collect(),
     };
-    plan(
-        compiled,
-        &view,
-        &PlanOptions {
+    (inputs, unavailable)
+}
+
+/// The decider for this run: the one place that says what is fresh, stale
+/// or blocked, used by `plan`, `explain` and `build` (also while it runs).
+pub fn make_decider(s: &Settings, compiled: &Arc<Compiled>, store: &Arc<Store>) -> Arc<Decider> {
+    let (inputs, unavailable) = reference_step(s, compiled, store);
+    let view = StoreView {
+        store: store.clone(),
+        inputs,
+        unavailable,
+    };
+    Arc::new(Decider::new(
+        compiled.clone(),
+        Arc::new(view),
+        PlanOptions {
             images_only: s.images_only,
-            only: s.only.as_ref(),
-            prices: &s.prices,
+            only: s.only.clone(),
+            prices: s.prices.clone(),
         },
-    )
+    ))
+}
+
+pub fn make_plan(s: &Settings, compiled: &Arc<Compiled>, store: &Arc<Store>) -> Plan {
+    make_decider(s, compiled, store).plan()
 }
 
 pub fn run(args: &BuildArgs) -> Result<i32> {
     let s = Settings::resolve(args)?;
-    let compiled = s.compile()?;
+    let compiled = Arc::new(s.compile()?);
     let s = s.with_only(&compiled)?;
     let store = Arc::new(s.open_store()?);
     let p = make_plan(&s, &compiled, &store);

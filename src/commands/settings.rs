@@ -81,6 +81,10 @@ pub struct Settings {
     pub quiet: bool,
     pub verbose: bool,
     pub no_progress: bool,
+    /// Do not fetch reference URLs nbbuild has never seen.
+    pub offline: bool,
+    /// Stop before any call when a reference cannot be had.
+    pub fail_fast: bool,
 }
 
 impl Settings {
@@ -192,6 +196,8 @@ impl Settings {
             quiet: a.quiet,
             verbose: a.verbose > 0,
             no_progress: a.no_progress,
+            offline: a.offline,
+            fail_fast: a.fail_fast,
             project,
         })
     }
@@ -234,8 +240,9 @@ impl Settings {
         Ok(self)
     }
 
+    /// Open the store, migrating records of an older key format once.
     pub fn open_store(&self) -> Result<Store> {
-        Store::open(&self.cache_dir).map_err(|e| {
+        let store = Store::open(&self.cache_dir).map_err(|e| {
             let mut err = Error::env(format!(
                 "cannot open the store in {}",
                 self.cache_dir.display()
@@ -243,7 +250,16 @@ impl Settings {
             .cause(e.to_string());
             err.hint = e.hint();
             err
-        })
+        })?;
+        crate::migrate::run(&store).map_err(|e| {
+            Error::env(format!(
+                "cannot migrate the store in {} to key format {}",
+                self.cache_dir.display(),
+                crate::key::KEY_VERSION
+            ))
+            .cause(e.to_string())
+        })?;
+        Ok(store)
     }
 }
 

@@ -39,7 +39,16 @@ impl Inputs {
     }
 
     pub fn resolve(&self, p: &str) -> PathBuf {
-        let p = p.strip_prefix("file://").unwrap_or(p);
+        let decoded;
+        let p = match p.strip_prefix("file://") {
+            Some(rest) => {
+                decoded = percent_encoding::percent_decode_str(rest)
+                    .decode_utf8_lossy()
+                    .into_owned();
+                decoded.as_str()
+            }
+            None => p,
+        };
         let path = Path::new(p);
         if path.is_absolute() {
             path.to_path_buf()
@@ -68,6 +77,45 @@ impl Inputs {
             .map_err(|e| format!("cannot read reference image {}: {e}", path.display()))?;
         let _ = self.store.put_file_hash(&canon, meta.len(), mtime, &h);
         Ok(h)
+    }
+
+    /// blake3 of the content behind a URL, without any network: `file://`
+    /// and `data:` read locally; an http(s) URL from what the store
+    /// remembers (nbbuild downloaded it before, or published the object
+    /// there). Err when the content is not known (see [`Inputs::prefetch`]).
+    pub fn url_hash(&self, url: &str) -> Result<String, String> {
+        let lower = url.to_ascii_lowercase();
+        if lower.starts_with("file://") {
+            return self.file_hash(url);
+        }
+        if lower.starts_with("data:") {
+            return Ok(nbbuild_cache::hash_bytes(&decode_data_url(url)?));
+        }
+        match self.store.url_object(url) {
+            Ok(Some(obj)) => Ok(obj),
+            Ok(None) => Err(format!("reference {url} has not been fetched yet")),
+            Err(e) => Err(format!("the store cannot look up {url}: {e}")),
+        }
+    }
+
+    /// Fetch, once, every http(s) URL whose content the store does not know,
+    /// and check each is an image; the ones that cannot be had, with why.
+    pub async fn prefetch(&self, urls: &[String]) -> std::collections::BTreeMap<String, String> {
+        let unknown: Vec<&String> = urls
+            .iter()
+            .filter(|u| {
+                let l = u.to_ascii_lowercase();
+                (l.starts_with("http://") || l.starts_with("https://"))
+                    && !matches!(self.store.url_object(u), Ok(Some(_)))
+            })
+            .collect();
+        let fetched =
+            futures_util::future::join_all(unknown.iter().map(|u| self.url_bytes(u))).await;
+        unknown
+            .into_iter()
+            .zip(fetched)
+            .filter_map(|(u, r)| r.err().map(|e| (u.clone(), e)))
+            .collect()
     }
 
     fn cached(&self, k: &str) -> Option<Arc<Vec<u8>>> {
@@ -148,10 +196,7 @@ impl Inputs {
             return self.file_bytes(url);
         }
         if lower.starts_with("data:") {
-            let data = url.split_once(',').map(|(_, d)| d).unwrap_or("");
-            let b = base64::engine::general_purpose::STANDARD
-                .decode(data.trim())
-                .map_err(|e| format!("data URL is not base64: {e}"))?;
+            let b = decode_data_url(url)?;
             return Ok(RefImage {
                 name: "ref.png".into(),
                 bytes: Arc::new(b),
@@ -180,6 +225,12 @@ impl Inputs {
         let b = crate::glabs::client::read_limited(resp, MAX_REF_BYTES)
             .await
             .map_err(|e| format!("reference {url}: {e}"))?;
+        if !is_image(&b) {
+            return Err(format!(
+                "reference {url} is not an image ({} bytes that are not PNG, JPEG, WebP or GIF: an error page?)",
+                b.len()
+            ));
+        }
         if let Ok(obj) = self.store.put_bytes(&b) {
             let _ = self.store.put_url_object(url, &obj);
         }
@@ -188,4 +239,20 @@ impl Inputs {
             bytes: self.remember(url, b),
         })
     }
+}
+
+fn decode_data_url(url: &str) -> Result<Vec<u8>, String> {
+    let data = url.split_once(',').map(|(_, d)| d).unwrap_or("");
+    base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|e| format!("data URL is not base64: {e}"))
+}
+
+/// PNG, JPEG, WebP or GIF, by their signatures.
+pub fn is_image(b: &[u8]) -> bool {
+    b.starts_with(b"\x89PNG\r\n\x1a\n")
+        || b.starts_with(&[0xff, 0xd8, 0xff])
+        || (b.len() >= 12 && &b[..4] == b"RIFF" && &b[8..12] == b"WEBP")
+        || b.starts_with(b"GIF87a")
+        || b.starts_with(b"GIF89a")
 }

@@ -10,16 +10,16 @@ pub mod inputs;
 pub mod runner;
 pub mod state;
 
-use crate::compile::{Compiled, InputSource, Task, TaskKind};
+use crate::compile::{InputSource, TaskKind};
 use crate::glabs::{Client, FailureKind, GenRequest, RefImage};
-use crate::key::{ImageId, ImageInput, Preimage};
+use crate::plan::{is_flagged, judge, slots_to_generate, Decider, PlanItem, Reason, Status};
 use crate::progress::{Event, Reporter};
 use crate::qa::{Review, Reviewer};
 use inputs::Inputs;
 use nbbuild_cache::{Store, TaskRecord};
 use runner::{CandidateJob, Policy};
 pub use state::{Failure, TaskOutcome, TaskState};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,11 +29,6 @@ use tokio::sync::{watch, Notify, Semaphore};
 #[derive(Clone)]
 pub struct ExecOptions {
     pub concurrency: usize,
-    /// `--mode images`: video tasks are not run.
-    pub images_only: bool,
-    /// `--only`: these tasks are re-rolled; nothing else is generated except
-    /// inputs of theirs that the store lacks.
-    pub only: Option<BTreeSet<usize>>,
     pub policy: Policy,
     /// Stop launching once this many credits would be spent.
     pub budget: Option<f64>,
@@ -264,28 +259,37 @@ impl Executor {
         }
     }
 
-    /// Run every task of `compiled`; returns when all reached a final state.
-    pub async fn run(&self, compiled: Arc<Compiled>) -> RunReport {
+    /// Run every task the decider's flow holds; returns when all reached a
+    /// final state.
+    pub async fn run(&self, decider: Arc<Decider>) -> RunReport {
+        let compiled = decider.compiled.clone();
         let n = compiled.tasks.len();
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..n)
             .map(|_| watch::channel::<Option<TaskOutcome>>(None))
             .unzip();
-        let needed = self.needed(&compiled);
         let mut set = tokio::task::JoinSet::new();
         for (i, tx) in senders.into_iter().enumerate() {
             let ctx = self.ctx.clone();
             let compiled = compiled.clone();
+            let decider = decider.clone();
             let deps: Vec<(usize, watch::Receiver<Option<TaskOutcome>>)> = compiled.tasks[i]
                 .deps()
                 .map(|d| (d, receivers[d].clone()))
                 .collect();
-            let mode = self.mode_of(&compiled.tasks[i], &needed);
             set.spawn(async move {
-                let outcome = run_task(&ctx, &compiled.tasks[i], deps, mode).await;
+                let outcome = run_task(&ctx, &decider, i, deps).await;
+                let t = &compiled.tasks[i];
                 ctx.report.event(Event::TaskDone {
-                    task: compiled.tasks[i].label(),
+                    task: format!("{} {}", t.kind.as_str(), t.label()),
                     state: outcome.state.as_str(),
-                    note: outcome.note.clone(),
+                    note: match outcome.failures.first() {
+                        Some(f)
+                            if matches!(outcome.state, TaskState::Failed | TaskState::Skipped) =>
+                        {
+                            f.message.clone()
+                        }
+                        _ => outcome.note.clone(),
+                    },
                 });
                 let _ = tx.send(Some(outcome));
             });
@@ -328,43 +332,6 @@ impl Executor {
                 .clone(),
         }
     }
-
-    /// With `--only`: the selected tasks and every task they (transitively) consume.
-    fn needed(&self, c: &Compiled) -> Option<BTreeSet<usize>> {
-        let only = self.opts.only.as_ref()?;
-        let mut needed = BTreeSet::new();
-        let mut stack: Vec<usize> = only.iter().copied().collect();
-        while let Some(t) = stack.pop() {
-            if needed.insert(t) {
-                stack.extend(c.tasks[t].deps());
-            }
-        }
-        Some(needed)
-    }
-
-    fn mode_of(&self, t: &Task, needed: &Option<BTreeSet<usize>>) -> RunMode {
-        if self.opts.images_only && t.kind == TaskKind::Video {
-            return RunMode::Skip("--mode images");
-        }
-        match (&self.opts.only, needed) {
-            (Some(only), _) if only.contains(&t.index) => RunMode::Force,
-            (Some(_), Some(needed)) if needed.contains(&t.index) => RunMode::IfMissing,
-            (Some(_), _) => RunMode::Skip("not selected by --only"),
-            _ => RunMode::Normal,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum RunMode {
-    /// Build when stale.
-    Normal,
-    /// Re-roll even when fresh (`--only`).
-    Force,
-    /// An input of a forced task: use what the store holds, build only if it holds nothing.
-    IfMissing,
-    /// Not part of this run; the store's candidates (if any) are reported.
-    Skip(&'static str),
 }
 
 /// The review of a stored object by `reviewer`: from the verdict cache when
@@ -392,12 +359,13 @@ pub async fn review(ctx: &Ctx, reviewer: &dyn Reviewer, object: &str) -> Review 
 }
 
 /// Review the stored stills of a task that this reviewer has not judged
-/// (QA newly on, or another reviewer): a flagged one becomes a slot to re-roll.
-async fn review_stored(ctx: &Ctx, key: &str, rec: &TaskRecord, n: u32) -> TaskRecord {
+/// (QA newly on, or another reviewer); true when any verdict was written.
+async fn review_stored(ctx: &Ctx, key: &str, rec: &TaskRecord, n: u32) -> bool {
     let Some(reviewer) = ctx.reviewer.as_ref() else {
-        return rec.clone();
+        return false;
     };
     let id = reviewer.id();
+    let mut wrote = false;
     for c in rec.candidates.iter().filter(|c| c.slot < n) {
         if c.qa
             .as_ref()
@@ -407,33 +375,43 @@ async fn review_stored(ctx: &Ctx, key: &str, rec: &TaskRecord, n: u32) -> TaskRe
         }
         let r = review(ctx, reviewer.as_ref(), &c.object).await;
         let v = r.to_verdict(&id, runner::now_ms());
-        let _ = ctx
-            .store
-            .update_candidate(key, c.slot, |cand| cand.qa = Some(v));
+        let store = ctx.store.clone();
+        let (key, slot) = (key.to_string(), c.slot);
+        let _ = tokio::task::spawn_blocking(move || {
+            store.update_candidate(&key, slot, |cand| cand.qa = Some(v))
+        })
+        .await;
+        wrote = true;
     }
-    ctx.store
-        .task(key)
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| rec.clone())
+    wrote
 }
 
-/// Whether a record's candidate set is complete and acceptable.
-pub fn complete(rec: &TaskRecord, candidates: u32) -> bool {
-    (0..candidates).all(|s| {
-        rec.candidate(s)
-            .is_some_and(|c| c.qa.as_ref().is_none_or(|v| v.verdict != "flagged"))
-    })
+/// Ask the decider about task `i` with the live picks (store reads and
+/// file hashes run on a blocking thread, never on the runtime's workers).
+async fn decide(decider: &Arc<Decider>, i: usize, picks: &BTreeMap<usize, String>) -> PlanItem {
+    let (d, p) = (decider.clone(), picks.clone());
+    match tokio::task::spawn_blocking(move || d.decide(i, &p, &BTreeMap::new())).await {
+        Ok(item) => item,
+        Err(e) => {
+            let mut item = decider.decide(i, picks, &BTreeMap::new());
+            item.status = Status::Blocked {
+                why: format!("internal error while deciding: {e}"),
+            };
+            item
+        }
+    }
 }
 
 async fn run_task(
     ctx: &Ctx,
-    task: &Task,
+    decider: &Arc<Decider>,
+    i: usize,
     deps: Vec<(usize, watch::Receiver<Option<TaskOutcome>>)>,
-    mode: RunMode,
 ) -> TaskOutcome {
-    // 1. Wait for inputs.
-    let mut picks = std::collections::BTreeMap::new();
+    let task = &decider.compiled.tasks[i];
+    let skip = decider.skip(i);
+    // 1. Wait for inputs: the pick each one hands down.
+    let mut picks = BTreeMap::new();
     for (d, mut rx) in deps {
         let outcome = match rx.wait_for(|o| o.is_some()).await {
             Ok(v) => v
@@ -450,126 +428,104 @@ async fn run_task(
                 // because of a failure": it is simply not run.
                 let upstream_failed =
                     matches!(outcome.state, TaskState::Failed | TaskState::Skipped);
-                let mut o =
-                    TaskOutcome::new(if upstream_failed && !matches!(mode, RunMode::Skip(_)) {
-                        TaskState::Skipped
-                    } else {
-                        TaskState::NotRun
-                    });
+                let mut o = TaskOutcome::new(if upstream_failed && skip.is_none() {
+                    TaskState::Skipped
+                } else {
+                    TaskState::NotRun
+                });
                 o.note = "an input task has no result".into();
                 if o.state == TaskState::Skipped {
                     o.failures.push(Failure {
                         candidate: None,
                         kind: FailureKind::SkippedUpstreamFailed,
                         attempts: 0,
-                        message: "an input task failed".into(),
+                        message: format!("its input {} failed", decider.compiled.tasks[d].label()),
                     });
                 }
                 return o;
             }
         }
     }
-    // 2. The key.
-    let mut images = Vec::new();
-    for inp in &task.inputs {
-        let id = match &inp.source {
-            InputSource::File(p) => match ctx.inputs.file_hash(p) {
-                Ok(h) => ImageId::Bytes { blake3: h },
-                Err(m) => return failed(None, FailureKind::ApiError, m),
-            },
-            InputSource::Url(u) => ImageId::Url { url: u.clone() },
-            InputSource::Task(d) => ImageId::Bytes {
-                blake3: picks[d].clone(),
-            },
-        };
-        images.push(ImageInput { slot: inp.slot, id });
-    }
-    let preimage = Preimage::new(task, images);
-    let key = preimage.key();
-    let label = task.label();
-    // A task this run leaves alone gets no record: only look.
-    let rec = match mode {
-        RunMode::Skip(_) => ctx.store.task(&key).map(Option::unwrap_or_default),
-        _ => ctx.store.ensure_task(&key, &label, &preimage.to_value()),
-    };
-    let rec = match rec {
-        Ok(r) => r,
-        Err(e) => {
-            ctx.halt(&format!("the store failed: {e}"));
-            return failed(Some(key), FailureKind::ApiError, format!("store: {e}"));
-        }
-    };
+    // 2. What it needs: the same decision the plan made, now with the live picks.
     let n = task.params.candidates;
-    let rec = if ctx.reviewer.is_some()
-        && task.kind == TaskKind::Image
-        && !matches!(mode, RunMode::Skip(_))
-    {
-        review_stored(ctx, &key, &rec, n).await
-    } else {
-        rec
+    let mut item = decide(decider, i, &picks).await;
+    if skip.is_none() && task.kind == TaskKind::Image && ctx.reviewer.is_some() {
+        if let (Some(key), Some(rec)) = (item.key.clone(), item.record.clone()) {
+            if review_stored(ctx, &key, &rec, n).await {
+                item = decide(decider, i, &picks).await;
+            }
+        }
+    }
+    let current = |rec: Option<&TaskRecord>| {
+        rec.map(|r| {
+            r.candidates
+                .iter()
+                .filter(|c| c.slot < n)
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
     };
-    let fresh = complete(&rec, n);
-    let current = |rec: &TaskRecord| {
-        rec.candidates
-            .iter()
-            .filter(|c| c.slot < n)
-            .cloned()
-            .collect::<Vec<_>>()
-    };
-    let (reroll, note) = match mode {
-        RunMode::Skip(why) => {
-            let mut o = TaskOutcome::new(if fresh {
+    let reason = match &item.status {
+        Status::Blocked { why } => {
+            return failed(item.key, FailureKind::ReferenceUnavailable, why.clone())
+        }
+        Status::Skipped { why } => {
+            let complete = item.record.as_ref().is_some_and(|r| judge(r, n).is_none());
+            let mut o = TaskOutcome::new(if complete {
                 TaskState::Fresh
             } else {
                 TaskState::NotRun
             });
-            o.key = Some(key);
-            o.candidates = current(&rec);
-            if !fresh {
-                o.note = why.into();
+            o.key = item.key.clone();
+            o.candidates = current(item.record.as_ref());
+            if !complete {
+                o.note = why.clone();
             }
             return o;
         }
-        RunMode::Normal if fresh => return fresh_outcome(key, current(&rec)),
-        RunMode::IfMissing if !rec.candidates.is_empty() => {
-            let mut o = fresh_outcome(key, current(&rec));
-            if !fresh {
+        Status::Fresh => {
+            let mut o = fresh_outcome(
+                item.key.clone().unwrap_or_default(),
+                current(item.record.as_ref()),
+            );
+            // An input of an --only task kept as stored although incomplete.
+            if item.record.as_ref().is_some_and(|r| judge(r, n).is_some()) {
                 o.state = TaskState::NotRun;
                 o.note = "input of an --only task: kept as stored".into();
             }
             return o;
         }
-        RunMode::Force => (!rec.candidates.is_empty(), "re-roll (--only)".to_string()),
-        _ if rec.candidates.is_empty() && rec.in_flight.is_empty() => (false, "new".to_string()),
-        _ => (
-            false,
-            format!(
-                "{} of {n} candidates missing",
-                (0..n).filter(|s| rec.candidate(*s).is_none()).count()
-            ),
-        ),
+        Status::Stale(reason) => reason.clone(),
     };
+    let (Some(key), Some(preimage)) = (item.key.clone(), item.preimage.clone()) else {
+        return failed(
+            None,
+            FailureKind::Internal,
+            "the key of a task whose inputs exist is unknown".into(),
+        );
+    };
+    let label = task.label();
     if ctx.stopping() {
         let mut o = TaskOutcome::new(TaskState::NotRun);
         o.key = Some(key);
-        o.candidates = current(&rec);
+        o.candidates = current(item.record.as_ref());
         o.note = ctx.stop_reason();
         return o;
     }
-    let rec = if reroll {
-        match ctx
-            .store
-            .start_reroll(&key, "re-roll (--only)")
-            .and_then(|_| ctx.store.task(&key))
-        {
-            Ok(Some(r)) => r,
-            Ok(None) => rec,
-            Err(e) => return failed(Some(key), FailureKind::ApiError, format!("store: {e}")),
+    let store = ctx.store.clone();
+    let (k, l, v) = (key.clone(), label.clone(), preimage.to_value());
+    let rec = match tokio::task::spawn_blocking(move || store.ensure_task(&k, &l, &v)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            ctx.halt(&format!("the store failed: {e}"));
+            return failed(Some(key), FailureKind::Store, format!("store: {e}"));
         }
-    } else {
-        rec
+        Err(e) => return failed(Some(key), FailureKind::Internal, e.to_string()),
     };
-    // 3. Input bytes, then one job per missing candidate.
+    // 3. Input bytes, then one job per slot the decider says to generate. A
+    // re-roll replaces each slot only when its new candidate is committed, so
+    // a failed re-roll leaves what was there.
     let mut refs: Vec<RefImage> = Vec::new();
     for inp in &task.inputs {
         let r = match &inp.source {
@@ -581,18 +537,16 @@ async fn run_task(
         };
         match r {
             Ok(r) => refs.push(r),
-            Err(m) => return failed(Some(key), FailureKind::ApiError, m),
+            Err(m) => return failed(Some(key), FailureKind::ReferenceUnavailable, m),
         }
     }
     let request = Arc::new(GenRequest::new(task, &refs));
     let timeout = Duration::from_millis(task.params.timeout_ms);
+    let forced = matches!(reason, Reason::Forced);
+    // One history set per re-roll, named by when it started.
+    let reroll = forced.then(|| format!("re-roll (--only) {}", runner::now_ms()));
     let mut jobs = Vec::new();
-    for slot in 0..n {
-        let flagged =
-            |c: &nbbuild_cache::Candidate| c.qa.as_ref().is_some_and(|v| v.verdict == "flagged");
-        if rec.candidate(slot).is_some_and(|c| !flagged(c)) {
-            continue;
-        }
+    for slot in slots_to_generate(&reason, Some(&rec), n) {
         jobs.push(runner::run(
             ctx,
             CandidateJob {
@@ -606,8 +560,9 @@ async fn run_task(
                 resume: rec.in_flight_for(slot).cloned(),
                 qa_numbering: rec
                     .candidate(slot)
-                    .filter(|c| flagged(c))
+                    .filter(|c| !forced && is_flagged(c))
                     .map_or(0, |c| c.qa_attempts + 1),
+                reroll: reroll.clone(),
             },
         ));
     }
@@ -625,7 +580,13 @@ async fn run_task(
             failures.push(f);
         }
     }
-    let rec = ctx.store.task(&key).ok().flatten().unwrap_or(rec);
+    let store = ctx.store.clone();
+    let k = key.clone();
+    let rec = tokio::task::spawn_blocking(move || store.task(&k).ok().flatten())
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(rec);
     // A candidate out of QA attempts is reported (qa_exhausted) but stays in
     // the gallery: the task is built and its consumers go on.
     let mut o = TaskOutcome::new(
@@ -636,8 +597,8 @@ async fn run_task(
         },
     );
     o.key = Some(key);
-    o.candidates = current(&rec);
-    o.note = note;
+    o.candidates = current(Some(&rec));
+    o.note = reason.describe();
     // Not started because the run stopped: not a failure of the task.
     if !failures.is_empty()
         && failures
@@ -654,7 +615,6 @@ async fn run_task(
     o.failures = failures;
     o
 }
-
 fn fresh_outcome(key: String, candidates: Vec<nbbuild_cache::Candidate>) -> TaskOutcome {
     let mut o = TaskOutcome::new(TaskState::Fresh);
     o.key = Some(key);

@@ -71,6 +71,9 @@ pub struct CandidateJob {
     /// Where this slot's QA attempt numbering starts: after the flagged
     /// attempts an earlier run kept (so their qa_loop files stay).
     pub qa_numbering: u32,
+    /// A re-roll: the history set the replaced candidate goes to when (and
+    /// only when) the new one is committed.
+    pub reroll: Option<String>,
 }
 
 enum Step {
@@ -99,6 +102,9 @@ pub async fn run(
     loop {
         let cand = generate(ctx, &job).await?;
         job.resume = None;
+        // What the re-roll replaced is filed; QA re-rolls of the new take
+        // replace only that take.
+        job.reroll = None;
         let Some(reviewer) = ctx
             .reviewer
             .as_ref()
@@ -226,7 +232,7 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                             rec.map_err(|e| nbbuild_cache::StoreError::Db(e.to_string()))
                         {
                             return Err(fail(
-                                FailureKind::ApiError,
+                                FailureKind::Store,
                                 attempt,
                                 format!("cannot record the G-Labs task in the store: {e}"),
                             ));
@@ -266,7 +272,7 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                 Ok(bytes) => {
                     let cand = commit(ctx, job, &id, bytes)
                         .await
-                        .map_err(|m| fail(FailureKind::ApiError, attempt, m))?;
+                        .map_err(|m| fail(FailureKind::Store, attempt, m))?;
                     drop(permit);
                     return Ok(cand);
                 }
@@ -649,6 +655,7 @@ async fn commit(
         "video/mp4"
     };
     let remote = remote.to_string();
+    let reroll = job.reroll.clone();
     let res = tokio::task::spawn_blocking(move || {
         // The object is durable before the record names it.
         let (object, size) = store.put_file(file.path())?;
@@ -664,7 +671,7 @@ async fn commit(
             url: None,
             remote_task: Some(remote),
         };
-        store.commit_candidate(&key, cand.clone())?;
+        store.commit_replacing(&key, cand.clone(), reroll.as_deref())?;
         Ok::<_, nbbuild_cache::StoreError>(cand)
     })
     .await;

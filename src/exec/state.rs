@@ -75,14 +75,10 @@ impl TaskOutcome {
             note: String::new(),
         }
     }
-    /// The object downstream consumers take: the first candidate that is not
-    /// flagged by QA, else the first.
+    /// The object downstream consumers take: the plan's rule
+    /// ([`crate::plan::pick`]) over the current candidates.
     pub fn pick(&self) -> Option<&Candidate> {
-        let good = |c: &&Candidate| c.qa.as_ref().is_none_or(|v| v.verdict != "flagged");
-        self.candidates
-            .iter()
-            .find(good)
-            .or(self.candidates.first())
+        crate::plan::pick(&self.candidates, u32::MAX)
     }
     /// Usable downstream: there is something to consume.
     pub fn usable(&self) -> bool {

@@ -22,6 +22,15 @@ pub enum FailureKind {
     ApiError,
     QaExhausted,
     SkippedUpstreamFailed,
+    /// A reference image could not be had (missing file, dead URL, not an
+    /// image): reported before any call; the task is not sent.
+    ReferenceUnavailable,
+    /// The local store failed (full disk, I/O error): never an API error.
+    Store,
+    /// A local file could not be written or read (outside the store).
+    LocalFile,
+    /// A bug in nbbuild.
+    Internal,
 }
 
 impl FailureKind {
@@ -35,6 +44,10 @@ impl FailureKind {
             FailureKind::ApiError => "api_error",
             FailureKind::QaExhausted => "qa_exhausted",
             FailureKind::SkippedUpstreamFailed => "skipped_upstream_failed",
+            FailureKind::ReferenceUnavailable => "reference_unavailable",
+            FailureKind::Store => "store",
+            FailureKind::LocalFile => "local_file",
+            FailureKind::Internal => "internal",
         }
     }
 }
