@@ -12,7 +12,8 @@ Examples:
   nbbuild validate ad.nbflow --json     check a flow before spending anything
   nbbuild explain scene07               why scene 07 is fresh or stale, field by field
   nbbuild graph --format mermaid        the task graph
-  nbbuild cache ls                      what the store holds";
+  nbbuild cache ls                      what the store holds
+  nbbuild spend --since 2026-11-01      what the builds spent, per run, day and flow";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -45,6 +46,8 @@ pub enum Command {
     /// Inspect and maintain the store
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// The spend ledger: every run's calls, credits, flow and outcome, with totals
+    Spend(SpendArgs),
     /// Serve the G-Labs protocol on loopback (offline runs, demos, tests)
     Sim(SimArgs),
     /// Print a shell completion script
@@ -231,6 +234,15 @@ pub struct CacheArgs {
     pub flow: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SpendArgs {
+    /// Only runs on or after this day (YYYY-MM-DD, local time)
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    #[command(flatten)]
+    pub store: CacheArgs,
 }
 
 #[derive(Args, Debug, Clone)]

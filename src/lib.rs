@@ -42,6 +42,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Sim(a)) => commands::sim::run(&a),
         Some(Command::Cache(c)) => commands::cache::run(&c),
         Some(Command::Explain(a)) => commands::explain::run(&a),
+        Some(Command::Spend(a)) => commands::spend::run(&a),
         Some(Command::Completions { shell }) => {
             use clap::CommandFactory;
             clap_complete::generate(

@@ -22,7 +22,7 @@ fn store_dir(a: &CacheArgs) -> Result<PathBuf> {
     Ok(dir.join(".nbbuild"))
 }
 
-fn open(a: &CacheArgs) -> Result<Store> {
+pub(crate) fn open(a: &CacheArgs) -> Result<Store> {
     let dir = store_dir(a)?;
     if !dir.join("db").exists() {
         return Err(Error::usage(format!("no store in {}", dir.display()))

@@ -274,3 +274,39 @@ fn a_store_from_the_previous_key_format_stays_fresh() {
         .assert_code(0);
     assert_eq!(sim.submits(), paid);
 }
+
+/// The ledger agrees with each build's own summary and with the simulator.
+#[test]
+fn spend_lists_every_run_and_agrees_with_the_builds() {
+    let sim = Sim::start(fast_sim());
+    let t = Test::new().fixture("demo-offline.nbflow", "ad.nbflow");
+    let a = t.build(&sim, &["--mode", "images", "--candidates", "1"]);
+    a.assert_code(0);
+    let b = t.build(&sim, &["--candidates", "1"]);
+    b.assert_code(0);
+    let r = t.run(&["spend", "--json"]);
+    r.assert_code(0);
+    let l = r.json();
+    let runs = l["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for (run, build) in runs.iter().zip([a.json(), b.json()]) {
+        assert_eq!(run["image_calls"], build["calls"]["image"]);
+        assert_eq!(run["video_calls"], build["calls"]["video"]);
+        assert_eq!(run["credits"], build["credits"]);
+    }
+    let s = sim.stats();
+    assert_eq!(l["total"]["image_calls"], s.image_submits);
+    assert_eq!(l["total"]["video_calls"], s.video_submits);
+    assert_eq!(l["total"]["runs"], 2);
+    let today = chrono::Local::now().format("%Y-%m-%d").to_string();
+    assert_eq!(l["per_day"][&today]["runs"], 2);
+    // --since tomorrow: nothing; a bad date: a usage error.
+    let tomorrow = (chrono::Local::now() + chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let none = t.run(&["spend", "--json", "--since", &tomorrow]).json();
+    assert_eq!(none["runs"].as_array().unwrap().len(), 0);
+    t.run(&["spend", "--since", "last tuesday"]).assert_code(2);
+    let human = t.run(&["spend"]);
+    assert!(human.stdout.contains("total: 2 run(s)"), "{}", human.stdout);
+}
