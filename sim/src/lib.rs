@@ -141,6 +141,24 @@ pub struct SimStats {
     pub capacity_refused: u64,
 }
 
+/// A task the simulator created (what a real G-Labs would bill), in
+/// creation order, kept after the task is forgotten: tests compare it with
+/// what the client stored.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CreatedTask {
+    pub task_id: String,
+    /// `image` or `video`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub prompt: String,
+    /// 1 for the first task of this type and prompt, 2 for the next, ...
+    pub variant: u64,
+    /// Forgotten by `lose_every` or a restart (polls answer 404).
+    pub forgotten: bool,
+    /// Its 202 answer was dropped (`lose_answer_rate`).
+    pub answer_lost: bool,
+}
+
 /// A running simulator. Dropping it stops the server too (without waiting);
 /// [`SimHandle::shutdown`] stops it and waits.
 pub struct SimHandle {
@@ -166,6 +184,11 @@ impl SimHandle {
     /// old ids answer 404. Produced files stay downloadable.
     pub async fn restart(&self) {
         self.shared.restart();
+    }
+
+    /// Every task created since start, in creation order.
+    pub async fn created(&self) -> Vec<CreatedTask> {
+        self.shared.created()
     }
 
     /// Stop serving and wait for the server task (at most a few seconds,

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 
-use crate::{media, qa, SimConfig, SimStats};
+use crate::{media, qa, CreatedTask, SimConfig, SimStats};
 
 /// Request bodies above this answer 413.
 pub(crate) const MAX_BODY: usize = 50 << 20;
@@ -207,9 +207,18 @@ struct TaskState {
     files: HashMap<String, (Recipe, Option<Bytes>)>,
     next_file: u64,
     stats: SimStats,
+    /// Every task created, in order, and where each id is in it.
+    log: Vec<CreatedTask>,
+    log_index: HashMap<String, usize>,
 }
 
 impl TaskState {
+    fn mark_forgotten(&mut self, id: &str) {
+        if let Some(&i) = self.log_index.get(id) {
+            self.log[i].forgotten = true;
+        }
+    }
+
     fn note_in_flight(&mut self) {
         let now = (self.pending + self.running) as u64;
         if now > self.stats.peak_in_flight {
@@ -263,6 +272,10 @@ impl Shared {
         self.lock().stats
     }
 
+    pub(crate) fn created(&self) -> Vec<CreatedTask> {
+        self.lock().log.clone()
+    }
+
     pub(crate) fn count_review(&self) {
         self.lock().stats.qa_reviews += 1;
     }
@@ -272,6 +285,10 @@ impl Shared {
         let mut st = self.lock();
         let n = st.tasks.len();
         st.stats.lost += n as u64;
+        let ids: Vec<String> = st.tasks.keys().cloned().collect();
+        for id in ids {
+            st.mark_forgotten(&id);
+        }
         st.epoch += 1;
         st.tasks.clear();
         st.recent.clear();
@@ -443,6 +460,15 @@ impl Shared {
             Outcome::Complete
         };
         let flaw = req.kind == Kind::Image && self.is_flawed(&req.prompt, variant);
+        st.log_index.insert(id.clone(), st.log.len());
+        st.log.push(CreatedTask {
+            task_id: id.clone(),
+            kind: req.kind.name().to_string(),
+            prompt: req.prompt.clone(),
+            variant,
+            forgotten: false,
+            answer_lost: false,
+        });
         let task = Task {
             id: id.clone(),
             kind: req.kind,
@@ -473,7 +499,11 @@ impl Shared {
         }
         // The task exists and runs; only its answer is lost on the way back.
         if self.roll_lose_answer() {
-            self.lock().stats.answers_lost += 1;
+            let mut st = self.lock();
+            st.stats.answers_lost += 1;
+            if let Some(&i) = st.log_index.get(&id) {
+                st.log[i].answer_lost = true;
+            }
             return dropped();
         }
         #[derive(Serialize)]
@@ -605,6 +635,7 @@ impl Shared {
             Outcome::Lose => {
                 st.tasks.remove(id);
                 st.stats.lost += 1;
+                st.mark_forgotten(id);
             }
         }
         self.pump(st);

@@ -511,6 +511,12 @@ async fn lose_every_nth_task_then_404() {
     );
     assert_eq!(s.stats().await.image_submits, 2, "a lost task was accepted");
     assert_eq!(s.stats().await.lost, 1);
+    let log = s.created().await;
+    let forgotten: Vec<(&str, bool)> = log
+        .iter()
+        .map(|t| (t.task_id.as_str(), t.forgotten))
+        .collect();
+    assert_eq!(forgotten, [(kept.as_str(), false), (lost.as_str(), true)]);
     s.shutdown().await;
 }
 
@@ -525,6 +531,7 @@ async fn restart_forgets_every_task() {
     let (code, _) = get(&c, format!("{}/api/status/{id}", s.url())).await;
     assert_eq!(code, 404);
     assert_eq!(s.stats().await.lost, 1, "every task held is forgotten");
+    assert!(s.created().await[0].forgotten);
     // Files produced before the restart stay downloadable.
     let png = download(&c, done["results"][0].as_str().unwrap()).await;
     assert!(media::is_png(&png));
@@ -933,6 +940,13 @@ async fn a_lost_answer_still_creates_and_runs_the_task() {
     assert_eq!(task["prompt"], "paid but unanswered");
     assert_eq!(task["type"], "image");
     let id = task["task_id"].as_str().unwrap().to_string();
+    let log = s.created().await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].task_id, id);
+    assert_eq!(log[0].kind, "image");
+    assert_eq!(log[0].prompt, "paid but unanswered");
+    assert_eq!(log[0].variant, 1);
+    assert!(log[0].answer_lost && !log[0].forgotten);
     let done = wait(&c, &s, &id).await;
     assert_eq!(done["status"], "completed", "{done}");
     let png = download(&c, done["results"][0].as_str().unwrap()).await;
@@ -960,6 +974,8 @@ async fn lost_answers_are_a_share_deterministic_from_the_seed() {
         let stats = s.stats().await;
         assert_eq!(stats.image_submits, 30, "every submit created its task");
         assert_eq!(stats.answers_lost, lost);
+        let flags: Vec<bool> = s.created().await.iter().map(|t| !t.answer_lost).collect();
+        assert_eq!(flags, answered, "the log says which answers were lost");
         assert!((2..=20).contains(&lost), "{lost} of 30 lost");
         patterns.push(answered);
         s.shutdown().await;
