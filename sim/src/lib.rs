@@ -153,6 +153,8 @@ pub struct CreatedTask {
     pub prompt: String,
     /// 1 for the first task of this type and prompt, 2 for the next, ...
     pub variant: u64,
+    /// A still with a planted flaw (`flaw_rate`), which the reviewer flags.
+    pub flaw: bool,
     /// Forgotten by `lose_every` or a restart (polls answer 404).
     pub forgotten: bool,
     /// Its 202 answer was dropped (`lose_answer_rate`).
@@ -184,6 +186,11 @@ impl SimHandle {
     /// old ids answer 404. Produced files stay downloadable.
     pub async fn restart(&self) {
         self.shared.restart();
+    }
+
+    /// Generation tasks pending or running now.
+    pub async fn in_flight(&self) -> u64 {
+        self.shared.in_flight()
     }
 
     /// Every task created since start, in creation order.

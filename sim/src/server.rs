@@ -272,6 +272,11 @@ impl Shared {
         self.lock().stats
     }
 
+    pub(crate) fn in_flight(&self) -> u64 {
+        let st = self.lock();
+        (st.pending + st.running) as u64
+    }
+
     pub(crate) fn created(&self) -> Vec<CreatedTask> {
         self.lock().log.clone()
     }
@@ -466,6 +471,7 @@ impl Shared {
             kind: req.kind.name().to_string(),
             prompt: req.prompt.clone(),
             variant,
+            flaw,
             forgotten: false,
             answer_lost: false,
         });

@@ -186,6 +186,10 @@ impl Sim {
     pub fn restart(&self) {
         self.rt.block_on(self.handle.as_ref().unwrap().restart());
     }
+    /// Generation tasks pending or running at the simulator now.
+    pub fn in_flight(&self) -> u64 {
+        self.rt.block_on(self.handle.as_ref().unwrap().in_flight())
+    }
     /// Every task the simulator created, in order.
     pub fn created(&self) -> Vec<nbbuild_sim::CreatedTask> {
         self.rt.block_on(self.handle.as_ref().unwrap().created())
