@@ -289,4 +289,10 @@ pub struct SimArgs {
     /// Share of downloads answered with an HTML error page (0..1)
     #[arg(long, default_value_t = 0.0)]
     pub bad_file_rate: f64,
+    /// Share of accepted submits whose answer is lost: the task is created and runs, the 202 never arrives (0..1)
+    #[arg(long, default_value_t = 0.0)]
+    pub lose_answer_rate: f64,
+    /// At most N tasks pending or running; a submit beyond answers 429 with Retry-After: 1
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub capacity: Option<u64>,
 }

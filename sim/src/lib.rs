@@ -70,6 +70,16 @@ pub struct SimConfig {
     /// Share of file downloads answered with an HTML error page (status
     /// 200), as a tunnel does when the app behind it hiccups.
     pub bad_file_rate: f64,
+    /// Share of accepted submits whose answer is lost: the task is created,
+    /// counted and runs to completion, then the connection is dropped before
+    /// the 202 reaches the client (pseudo-random from `seed`), as when a
+    /// tunnel loses the way back.
+    pub lose_answer_rate: f64,
+    /// At most this many tasks pending or running: a submit arriving while
+    /// that many are held answers HTTP 429 with `Retry-After: 1` and creates
+    /// nothing (`Some(0)` refuses every submit). `None`: no limit beyond the
+    /// queue.
+    pub capacity: Option<usize>,
 }
 
 impl Default for SimConfig {
@@ -90,21 +100,65 @@ impl Default for SimConfig {
             seed: 0,
             clip_padding: 0,
             bad_file_rate: 0.0,
+            lose_answer_rate: 0.0,
+            capacity: None,
         }
     }
 }
 
 /// Counters since the simulator started, as served by `GET /sim/stats`.
+///
+/// The first four say what was asked for and paid; the rest say which
+/// injected faults fired, so a test can show that its fault happened.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq)]
 pub struct SimStats {
-    /// Accepted (202) image submits.
+    /// Image tasks created (accepted submits, the lost answers included):
+    /// what a real G-Labs would bill.
     pub image_submits: u64,
-    /// Accepted (202) video submits.
+    /// Video tasks created, likewise.
     pub video_submits: u64,
     /// Answered reviews on `POST /v1/chat/completions`.
     pub qa_reviews: u64,
     /// The most generation tasks ever held pending or running at once.
     pub peak_in_flight: u64,
+    /// Requests whose connection was dropped before any handler ran
+    /// (`drop_rate`, or the server dead after `die_after_submits`).
+    pub dropped: u64,
+    /// Submits answered 429 (`rate_limit_every` and `capacity`).
+    pub rate_limited: u64,
+    /// Injected HTTP 500s (`error_rate`), on submits and polls.
+    pub errors: u64,
+    /// Tasks forgotten: by `lose_every` when they would have finished, and
+    /// every task held at a restart.
+    pub lost: u64,
+    /// Downloads answered with an HTML error page (`bad_file_rate`).
+    pub bad_files: u64,
+    /// Submits whose task was created but whose answer was dropped
+    /// (`lose_answer_rate`); counted in `image_submits`/`video_submits` too.
+    pub answers_lost: u64,
+    /// Submits refused with 429 because `capacity` tasks were held (also
+    /// counted in `rate_limited`, never in the submit counts).
+    pub capacity_refused: u64,
+}
+
+/// A task the simulator created (what a real G-Labs would bill), in
+/// creation order, kept after the task is forgotten: tests compare it with
+/// what the client stored.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CreatedTask {
+    pub task_id: String,
+    /// `image` or `video`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub prompt: String,
+    /// 1 for the first task of this type and prompt, 2 for the next, ...
+    pub variant: u64,
+    /// A still with a planted flaw (`flaw_rate`), which the reviewer flags.
+    pub flaw: bool,
+    /// Forgotten by `lose_every` or a restart (polls answer 404).
+    pub forgotten: bool,
+    /// Its 202 answer was dropped (`lose_answer_rate`).
+    pub answer_lost: bool,
 }
 
 /// A running simulator. Dropping it stops the server too (without waiting);
@@ -132,6 +186,16 @@ impl SimHandle {
     /// old ids answer 404. Produced files stay downloadable.
     pub async fn restart(&self) {
         self.shared.restart();
+    }
+
+    /// Generation tasks pending or running now.
+    pub async fn in_flight(&self) -> u64 {
+        self.shared.in_flight()
+    }
+
+    /// Every task created since start, in creation order.
+    pub async fn created(&self) -> Vec<CreatedTask> {
+        self.shared.created()
     }
 
     /// Stop serving and wait for the server task (at most a few seconds,

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 
-use crate::{media, qa, SimConfig, SimStats};
+use crate::{media, qa, CreatedTask, SimConfig, SimStats};
 
 /// Request bodies above this answer 413.
 pub(crate) const MAX_BODY: usize = 50 << 20;
@@ -207,9 +207,18 @@ struct TaskState {
     files: HashMap<String, (Recipe, Option<Bytes>)>,
     next_file: u64,
     stats: SimStats,
+    /// Every task created, in order, and where each id is in it.
+    log: Vec<CreatedTask>,
+    log_index: HashMap<String, usize>,
 }
 
 impl TaskState {
+    fn mark_forgotten(&mut self, id: &str) {
+        if let Some(&i) = self.log_index.get(id) {
+            self.log[i].forgotten = true;
+        }
+    }
+
     fn note_in_flight(&mut self) {
         let now = (self.pending + self.running) as u64;
         if now > self.stats.peak_in_flight {
@@ -227,6 +236,7 @@ pub(crate) struct Shared {
     error_rolls: AtomicU64,
     drop_rolls: AtomicU64,
     bad_file_rolls: AtomicU64,
+    lose_answer_rolls: AtomicU64,
     pub(crate) qa_calls: AtomicU64,
     dead: AtomicBool,
     stopped: AtomicBool,
@@ -246,6 +256,7 @@ impl Shared {
             error_rolls: AtomicU64::new(0),
             drop_rolls: AtomicU64::new(0),
             bad_file_rolls: AtomicU64::new(0),
+            lose_answer_rolls: AtomicU64::new(0),
             qa_calls: AtomicU64::new(0),
             dead: AtomicBool::new(dead),
             stopped: AtomicBool::new(false),
@@ -261,6 +272,15 @@ impl Shared {
         self.lock().stats
     }
 
+    pub(crate) fn in_flight(&self) -> u64 {
+        let st = self.lock();
+        (st.pending + st.running) as u64
+    }
+
+    pub(crate) fn created(&self) -> Vec<CreatedTask> {
+        self.lock().log.clone()
+    }
+
     pub(crate) fn count_review(&self) {
         self.lock().stats.qa_reviews += 1;
     }
@@ -269,6 +289,11 @@ impl Shared {
     pub(crate) fn restart(&self) -> usize {
         let mut st = self.lock();
         let n = st.tasks.len();
+        st.stats.lost += n as u64;
+        let ids: Vec<String> = st.tasks.keys().cloned().collect();
+        for id in ids {
+            st.mark_forgotten(&id);
+        }
         st.epoch += 1;
         st.tasks.clear();
         st.recent.clear();
@@ -309,16 +334,38 @@ impl Shared {
         self.unit(label, &[&n.to_le_bytes()]) < rate
     }
 
+    /// An injected 500 (counted when it fires).
     fn roll_error(&self) -> bool {
-        self.roll("error", &self.error_rolls, self.config.error_rate)
+        let hit = self.roll("error", &self.error_rolls, self.config.error_rate);
+        if hit {
+            self.lock().stats.errors += 1;
+        }
+        hit
     }
 
     fn roll_drop(&self) -> bool {
         self.roll("drop", &self.drop_rolls, self.config.drop_rate)
     }
 
+    /// An error page served as a file (counted when it fires).
     fn roll_bad_file(&self) -> bool {
-        self.roll("bad-file", &self.bad_file_rolls, self.config.bad_file_rate)
+        let hit = self.roll("bad-file", &self.bad_file_rolls, self.config.bad_file_rate);
+        if hit {
+            self.lock().stats.bad_files += 1;
+        }
+        hit
+    }
+
+    fn roll_lose_answer(&self) -> bool {
+        self.roll(
+            "lose-answer",
+            &self.lose_answer_rolls,
+            self.config.lose_answer_rate,
+        )
+    }
+
+    fn count_drop(&self) {
+        self.lock().stats.dropped += 1;
     }
 
     fn is_flawed(&self, prompt: &str, variant: u64) -> bool {
@@ -370,10 +417,24 @@ impl Shared {
         }
     }
 
-    /// Accept a validated submit: queue it and answer 202.
+    /// Accept a validated submit: queue it and answer 202 (or 429 when
+    /// `capacity` tasks are held, or a dropped connection when the answer is
+    /// to be lost).
     fn accept(self: &Arc<Self>, req: Submit) -> Response {
         let mut guard = self.lock();
         let st = &mut *guard;
+        // Checked under the same lock as the insert, so concurrent submits
+        // can never push the held tasks past the capacity.
+        if let Some(cap) = self.config.capacity {
+            if st.pending + st.running >= cap {
+                st.stats.rate_limited += 1;
+                st.stats.capacity_refused += 1;
+                drop(guard);
+                return rate_limited(format!(
+                    "server at capacity ({cap} tasks pending or running)"
+                ));
+            }
+        }
         st.accepted += 1;
         let accepted = st.accepted;
         match req.kind {
@@ -404,6 +465,16 @@ impl Shared {
             Outcome::Complete
         };
         let flaw = req.kind == Kind::Image && self.is_flawed(&req.prompt, variant);
+        st.log_index.insert(id.clone(), st.log.len());
+        st.log.push(CreatedTask {
+            task_id: id.clone(),
+            kind: req.kind.name().to_string(),
+            prompt: req.prompt.clone(),
+            variant,
+            flaw,
+            forgotten: false,
+            answer_lost: false,
+        });
         let task = Task {
             id: id.clone(),
             kind: req.kind,
@@ -431,6 +502,15 @@ impl Shared {
         if self.config.die_after_submits.is_some_and(|n| accepted >= n) {
             self.dead.store(true, Ordering::SeqCst);
             let _ = self.die_tx.send(true);
+        }
+        // The task exists and runs; only its answer is lost on the way back.
+        if self.roll_lose_answer() {
+            let mut st = self.lock();
+            st.stats.answers_lost += 1;
+            if let Some(&i) = st.log_index.get(&id) {
+                st.log[i].answer_lost = true;
+            }
+            return dropped();
         }
         #[derive(Serialize)]
         struct Accepted {
@@ -560,6 +640,8 @@ impl Shared {
             }
             Outcome::Lose => {
                 st.tasks.remove(id);
+                st.stats.lost += 1;
+                st.mark_forgotten(id);
             }
         }
         self.pump(st);
@@ -667,9 +749,11 @@ fn dropped() -> Response {
 /// Dropped connections (`drop_rate`) and a dead server.
 async fn faults(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     if s.dead.load(Ordering::SeqCst) {
+        s.count_drop();
         return dropped();
     }
     if !req.uri().path().starts_with("/sim/") && s.roll_drop() {
+        s.count_drop();
         return dropped();
     }
     next.run(req).await
@@ -685,6 +769,14 @@ fn unauthorized() -> Response {
 
 fn internal_error() -> Response {
     error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+}
+
+/// HTTP 429 with `Retry-After: 1`.
+fn rate_limited(message: impl Into<String>) -> Response {
+    let mut r = error(StatusCode::TOO_MANY_REQUESTS, message);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 /// Read a request body of at most [`MAX_BODY`] bytes; above that, 413.
@@ -767,10 +859,8 @@ async fn submit(s: Arc<Shared>, kind: Kind, headers: HeaderMap, body: Body) -> R
         .rate_limit_every
         .is_some_and(|every| every > 0 && n.is_multiple_of(every))
     {
-        let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate limited");
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
+        s.lock().stats.rate_limited += 1;
+        return rate_limited("rate limited");
     }
     if s.roll_error() {
         return internal_error();

@@ -130,7 +130,8 @@ async fn image_submit_poll_download() {
             image_submits: 1,
             video_submits: 0,
             qa_reviews: 0,
-            peak_in_flight: 1
+            peak_in_flight: 1,
+            ..SimStats::default()
         }
     );
     s.shutdown().await;
@@ -400,7 +401,10 @@ async fn rate_limit_every_nth_submit() {
         }
     }
     assert_eq!(codes, [202, 429, 202, 429]);
-    assert_eq!(s.stats().await.image_submits, 2);
+    let stats = s.stats().await;
+    assert_eq!(stats.image_submits, 2);
+    assert_eq!(stats.rate_limited, 2);
+    assert_eq!(stats.capacity_refused, 0);
     s.shutdown().await;
 }
 
@@ -423,6 +427,7 @@ async fn error_rate_answers_500() {
     let (code, _) = get(&c, format!("{}/api/status/deadbeef", s.url())).await;
     assert_eq!(code, 500);
     assert_eq!(s.stats().await.image_submits, 0);
+    assert_eq!(s.stats().await.errors, 2, "both injected 500s are counted");
     s.shutdown().await;
 
     // A share in between: deterministic for a seed, and roughly that share.
@@ -439,6 +444,7 @@ async fn error_rate_answers_500() {
         fails += (code == 500) as u32;
     }
     assert!((8..=32).contains(&fails), "{fails} of 40");
+    assert_eq!(s.stats().await.errors, fails as u64);
     s.shutdown().await;
 }
 
@@ -504,6 +510,13 @@ async fn lose_every_nth_task_then_404() {
         json!({"error": format!("Task {lost} not found")})
     );
     assert_eq!(s.stats().await.image_submits, 2, "a lost task was accepted");
+    assert_eq!(s.stats().await.lost, 1);
+    let log = s.created().await;
+    let forgotten: Vec<(&str, bool)> = log
+        .iter()
+        .map(|t| (t.task_id.as_str(), t.forgotten))
+        .collect();
+    assert_eq!(forgotten, [(kept.as_str(), false), (lost.as_str(), true)]);
     s.shutdown().await;
 }
 
@@ -513,9 +526,12 @@ async fn restart_forgets_every_task() {
     let c = client();
     let id = submit_image(&c, &s, "before the restart").await;
     let done = wait(&c, &s, &id).await;
+    assert_eq!(s.stats().await.lost, 0);
     s.restart().await;
     let (code, _) = get(&c, format!("{}/api/status/{id}", s.url())).await;
     assert_eq!(code, 404);
+    assert_eq!(s.stats().await.lost, 1, "every task held is forgotten");
+    assert!(s.created().await[0].forgotten);
     // Files produced before the restart stay downloadable.
     let png = download(&c, done["results"][0].as_str().unwrap()).await;
     assert!(media::is_png(&png));
@@ -529,6 +545,8 @@ async fn restart_forgets_every_task() {
     let id = submit_image(&c, &slow, "pending at restart").await;
     let (code, body) = post(&c, format!("{}/sim/restart", slow.url()), json!({})).await;
     assert_eq!(code, 200, "{body}");
+    assert_eq!(body["forgotten"], 1);
+    assert_eq!(slow.stats().await.lost, 1);
     let (code, _) = get(&c, format!("{}/api/status/{id}", slow.url())).await;
     assert_eq!(code, 404);
     let (_, health) = get(&c, format!("{}/api/health", slow.url())).await;
@@ -593,6 +611,12 @@ async fn drop_rate_one_drops_every_connection() {
     // The harness's own endpoints are spared.
     let (code, _) = get(&c, format!("{}/sim/stats", s.url())).await;
     assert_eq!(code, 200);
+    let stats = s.stats().await;
+    assert_eq!(stats.dropped, 2);
+    assert_eq!(
+        stats.image_submits, 0,
+        "a dropped submit reaches no handler"
+    );
     s.shutdown().await;
 }
 
@@ -624,6 +648,11 @@ async fn die_after_submits_refuses_connections() {
     assert!(err.is_connect(), "{err:?}");
     assert!(tokio::net::TcpStream::connect(s.addr).await.is_err());
     assert_eq!(s.stats().await.image_submits, 2);
+    assert_eq!(
+        s.stats().await.dropped,
+        1,
+        "the request on the kept-alive connection"
+    );
     s.shutdown().await;
 }
 
@@ -772,7 +801,19 @@ async fn sim_stats_and_health_have_exact_shapes() {
     assert_eq!(code, 200);
     assert_eq!(
         stats,
-        json!({"image_submits": 0, "video_submits": 0, "qa_reviews": 0, "peak_in_flight": 0})
+        json!({
+            "image_submits": 0,
+            "video_submits": 0,
+            "qa_reviews": 0,
+            "peak_in_flight": 0,
+            "dropped": 0,
+            "rate_limited": 0,
+            "errors": 0,
+            "lost": 0,
+            "bad_files": 0,
+            "answers_lost": 0,
+            "capacity_refused": 0,
+        })
     );
     let text = c
         .get(format!("{}/sim/stats", s.url()))
@@ -782,12 +823,31 @@ async fn sim_stats_and_health_have_exact_shapes() {
         .text()
         .await
         .unwrap();
-    let keys: Vec<String> = serde_json::from_str::<serde_json::Map<String, Value>>(&text)
+    // The keys in their documented order (this crate's serde_json sorts
+    // maps, so read the order off the text).
+    let keys = serde_json::from_str::<serde_json::Map<String, Value>>(&text)
         .unwrap()
-        .keys()
-        .cloned()
-        .collect();
-    assert_eq!(keys.len(), 4);
+        .len();
+    assert_eq!(keys, 11, "{text}");
+    let mut positions: Vec<usize> = [
+        "image_submits",
+        "video_submits",
+        "qa_reviews",
+        "peak_in_flight",
+        "dropped",
+        "rate_limited",
+        "errors",
+        "lost",
+        "bad_files",
+        "answers_lost",
+        "capacity_refused",
+    ]
+    .iter()
+    .map(|k| text.find(&format!("\"{k}\":")).expect(k))
+    .collect();
+    let shown = positions.clone();
+    positions.sort();
+    assert_eq!(positions, shown, "{text}");
 
     let (code, health) = get(&c, format!("{}/api/health", s.url())).await;
     assert_eq!(code, 200);
@@ -815,5 +875,201 @@ async fn sim_stats_and_health_have_exact_shapes() {
     let parsed: SimStats = serde_json::from_value(stats).unwrap();
     assert_eq!(parsed, s.stats().await);
     assert_eq!(parsed.image_submits, 1);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_file_rate_serves_error_pages_and_counts_them() {
+    let s = sim(SimConfig {
+        bad_file_rate: 1.0,
+        ..fast()
+    })
+    .await;
+    let c = client();
+    let id = submit_image(&c, &s, "a page instead of a png").await;
+    let done = wait(&c, &s, &id).await;
+    let url = done["results"][0].as_str().unwrap().to_string();
+    for _ in 0..3 {
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 200, "a tunnel's error page comes with 200");
+        assert!(!media::is_png(&r.bytes().await.unwrap()));
+    }
+    assert_eq!(s.stats().await.bad_files, 3);
+    s.shutdown().await;
+}
+
+/// Submit `prompt` and return the task id, or `None` when the connection
+/// was dropped without an answer.
+async fn try_submit(c: &reqwest::Client, s: &SimHandle, prompt: &str) -> Option<String> {
+    match c
+        .post(format!("{}/api/image/generate", s.url()))
+        .json(&json!({ "prompt": prompt }))
+        .send()
+        .await
+    {
+        Ok(r) => {
+            assert_eq!(r.status(), 202);
+            let body: Value = r.json().await.unwrap();
+            Some(body["task_id"].as_str().unwrap().to_string())
+        }
+        Err(e) => {
+            assert!(e.status().is_none(), "{e}");
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_lost_answer_still_creates_and_runs_the_task() {
+    let s = sim(SimConfig {
+        lose_answer_rate: 1.0,
+        ..fast()
+    })
+    .await;
+    let c = client();
+    assert_eq!(try_submit(&c, &s, "paid but unanswered").await, None);
+    let stats = s.stats().await;
+    assert_eq!(stats.image_submits, 1, "the task was created (and billed)");
+    assert_eq!(stats.answers_lost, 1);
+    assert_eq!(stats.dropped, 0, "not a drop before the handler");
+    // The task is there to be found in the list, with its prompt, and it
+    // completes like any other.
+    let (_, list) = get(&c, format!("{}/api/tasks", s.url())).await;
+    assert_eq!(list["total"], 1, "{list}");
+    let task = &list["tasks"][0];
+    assert_eq!(task["prompt"], "paid but unanswered");
+    assert_eq!(task["type"], "image");
+    let id = task["task_id"].as_str().unwrap().to_string();
+    let log = s.created().await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].task_id, id);
+    assert_eq!(log[0].kind, "image");
+    assert_eq!(log[0].prompt, "paid but unanswered");
+    assert_eq!(log[0].variant, 1);
+    assert!(log[0].answer_lost && !log[0].forgotten);
+    let done = wait(&c, &s, &id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let png = download(&c, done["results"][0].as_str().unwrap()).await;
+    assert!(media::is_png(&png));
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn lost_answers_are_a_share_deterministic_from_the_seed() {
+    let config = SimConfig {
+        lose_answer_rate: 0.3,
+        seed: 11,
+        ..fast()
+    };
+    let mut patterns = Vec::new();
+    for _ in 0..2 {
+        let s = sim(config.clone()).await;
+        let c = client();
+        let mut answered = Vec::new();
+        // One at a time, so the rolls happen in a known order.
+        for i in 0..30 {
+            answered.push(try_submit(&c, &s, &format!("prompt {i}")).await.is_some());
+        }
+        let lost = answered.iter().filter(|a| !**a).count() as u64;
+        let stats = s.stats().await;
+        assert_eq!(stats.image_submits, 30, "every submit created its task");
+        assert_eq!(stats.answers_lost, lost);
+        let flags: Vec<bool> = s.created().await.iter().map(|t| !t.answer_lost).collect();
+        assert_eq!(flags, answered, "the log says which answers were lost");
+        assert!((2..=20).contains(&lost), "{lost} of 30 lost");
+        patterns.push(answered);
+        s.shutdown().await;
+    }
+    assert_eq!(
+        patterns[0], patterns[1],
+        "the same seed loses the same answers"
+    );
+}
+
+#[tokio::test]
+async fn capacity_refuses_submits_beyond_the_tasks_held() {
+    let s = sim(SimConfig {
+        capacity: Some(2),
+        // Nothing ends by itself during the test: no timing to race.
+        image_latency_ms: 60_000,
+        ..fast()
+    })
+    .await;
+    let c = client();
+    let first = submit_image(&c, &s, "one").await;
+    let second = submit_image(&c, &s, "two").await;
+    let r = c
+        .post(format!("{}/api/image/generate", s.url()))
+        .json(&json!({"prompt": "three"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert!(r.json::<Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .contains("capacity"));
+    let stats = s.stats().await;
+    assert_eq!(stats.image_submits, 2, "a refused submit creates nothing");
+    assert_eq!(stats.rate_limited, 1);
+    assert_eq!(stats.capacity_refused, 1);
+    let (_, list) = get(&c, format!("{}/api/tasks", s.url())).await;
+    assert_eq!(list["total"], 2);
+    // Once a task ends (here: stopped), there is room again, for one.
+    let (code, _) = post(&c, format!("{}/api/stop/{first}", s.url()), json!({})).await;
+    assert_eq!(code, 200);
+    submit_image(&c, &s, "three").await;
+    let (code, _) = post(
+        &c,
+        format!("{}/api/image/generate", s.url()),
+        json!({"prompt": "four"}),
+    )
+    .await;
+    assert_eq!(code, 429);
+    let stats = s.stats().await;
+    assert_eq!(stats.image_submits, 3);
+    assert_eq!(stats.capacity_refused, 2);
+    let _ = second;
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn capacity_holds_under_concurrent_submits() {
+    // Pending tasks count too: 1 slot, capacity 3, 12 submits at once.
+    let s = sim(SimConfig {
+        capacity: Some(3),
+        slots: 1,
+        image_latency_ms: 60_000,
+        ..fast()
+    })
+    .await;
+    let c = client();
+    let url = format!("{}/api/image/generate", s.url());
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let c = c.clone();
+        let url = url.clone();
+        sends.spawn(async move {
+            c.post(url)
+                .json(&json!({ "prompt": format!("burst {i}") }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+    }
+    let mut codes = sends.join_all().await;
+    codes.sort();
+    assert_eq!(
+        codes,
+        [202, 202, 202, 429, 429, 429, 429, 429, 429, 429, 429, 429]
+    );
+    let stats = s.stats().await;
+    assert_eq!(stats.image_submits, 3);
+    assert_eq!(stats.capacity_refused, 9);
+    assert_eq!(stats.rate_limited, 9);
+    assert_eq!(stats.peak_in_flight, 3);
     s.shutdown().await;
 }

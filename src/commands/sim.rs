@@ -21,6 +21,8 @@ pub fn config(a: &SimArgs) -> nbbuild_sim::SimConfig {
         seed: a.seed,
         clip_padding: a.clip_mb * 1_000_000,
         bad_file_rate: a.bad_file_rate,
+        lose_answer_rate: a.lose_answer_rate,
+        capacity: a.capacity.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         ..nbbuild_sim::SimConfig::default()
     }
 }
@@ -38,4 +40,38 @@ pub fn run(a: &SimArgs) -> Result<i32> {
                 .hint("is the port in use? pass --port N (0 picks a free one)")
         })?;
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::config;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> nbbuild_sim::SimConfig {
+        let cli = Cli::try_parse_from(args).expect("the flags parse");
+        match cli.command {
+            Some(Command::Sim(a)) => config(&a),
+            other => panic!("not the sim command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn lost_answers_and_capacity_reach_the_simulator() {
+        let c = parse(&[
+            "nbbuild",
+            "sim",
+            "--lose-answer-rate",
+            "0.1",
+            "--capacity",
+            "3",
+        ]);
+        assert_eq!(c.lose_answer_rate, 0.1);
+        assert_eq!(c.capacity, Some(3));
+        let c = parse(&["nbbuild", "sim"]);
+        assert_eq!(c.lose_answer_rate, 0.0);
+        assert_eq!(c.capacity, None);
+        let err = Cli::try_parse_from(["nbbuild", "sim", "--capacity", "0"]).unwrap_err();
+        assert!(err.to_string().contains("--capacity"), "{err}");
+    }
 }

@@ -2,8 +2,8 @@
 //! right kinds, unaffected work is built, and a rerun pays only for what is
 //! missing.
 
-use crate::harness::{error_kinds, fast_sim, node_mut, props, Sim, Test};
-use nbbuild_sim::SimConfig;
+use crate::harness::{cached_candidates, error_kinds, fast_sim, held, node_mut, props, Sim, Test};
+use nbbuild_sim::{SimConfig, SimStats};
 use serde_json::json;
 
 /// Whatever the fault did, the store holds nothing verify rejects.
@@ -92,30 +92,45 @@ fn timeouts_are_reported_not_retried_blindly() {
 
 #[test]
 fn rate_limits_lost_tasks_and_dropped_connections_are_absorbed() {
-    for (what, config) in [
+    // Each fault with the tasks the simulator must have created for the 10
+    // candidates, and proof from its counters that the fault fired.
+    type Fired = fn(&SimStats) -> bool;
+    let cases: [(&str, SimConfig, u64, Fired); 3] = [
         (
+            // 429s create nothing; the 14 submits that make 10 tasks get
+            // 429 at the 3rd, 6th, 9th and 12th.
             "429 every 3rd submit",
             SimConfig {
                 rate_limit_every: Some(3),
                 ..fast_sim()
             },
+            10,
+            |s| s.rate_limited == 4,
         ),
         (
+            // Tasks 4, 8 and 12 are lost and submitted again: 13 created.
             "every 4th task lost",
             SimConfig {
                 lose_every: Some(4),
                 ..fast_sim()
             },
+            13,
+            |s| s.lost == 3,
         ),
         (
+            // Drops come before any handler, so they create nothing; with
+            // seed 7 requests 0 and 4 are dropped whatever the timing.
             "5% dropped connections",
             SimConfig {
                 drop_rate: 0.05,
                 seed: 7,
                 ..fast_sim()
             },
+            10,
+            |s| s.dropped >= 2,
         ),
-    ] {
+    ];
+    for (what, config, created, fired) in cases {
         let sim = Sim::start(config);
         let t = demo();
         let run = t.build(&sim, &["--candidates", "2", "--mode", "images"]);
@@ -123,7 +138,13 @@ fn rate_limits_lost_tasks_and_dropped_connections_are_absorbed() {
         let s = run.json();
         assert_eq!(s["tasks"]["built"], 5, "{what}: {}", run.stderr);
         assert!(t.errors_json().is_none(), "{what}");
-        // Each of the 10 candidates is stored once, whatever it took.
+        let stats = sim.stats();
+        assert!(fired(&stats), "{what}: the fault did not fire: {stats:?}");
+        // Each of the 10 candidates is paid once (a lost task once more),
+        // whatever it took: a retry that resubmitted instead of polling
+        // again or fetching again would show here.
+        assert_eq!(stats.image_submits, created, "{what}: {stats:?}");
+        assert_eq!(cached_candidates(&t), 10, "{what}");
         let g = t.generated();
         assert_eq!(
             props(&g, 0, 3)["_savedImages"].as_array().unwrap().len(),
@@ -136,26 +157,40 @@ fn rate_limits_lost_tasks_and_dropped_connections_are_absorbed() {
 
 #[test]
 fn server_errors_end_the_run_with_api_errors_and_a_rerun_completes() {
+    // 80% of submits and polls answer 500: with 3 attempts a candidate fails
+    // about half the time, so some of the 10 surely do.
     let sim = Sim::start(SimConfig {
-        error_rate: 0.3,
+        error_rate: 0.8,
         seed: 3,
         ..fast_sim()
     });
     let t = demo();
     let run = t.build(&sim, &["--candidates", "2", "--mode", "images"]);
-    assert!(run.code == 0 || run.code == 1, "{}", run.stderr);
-    if let Some(e) = t.errors_json() {
-        assert!(
-            error_kinds(&e)
-                .iter()
-                .all(|k| k == "api_error" || k == "skipped_upstream_failed"),
-            "{e:#}"
-        );
-    }
+    run.assert_code(1);
+    assert!(sim.stats().errors > 0, "{:?}", sim.stats());
+    let e = t.errors_json().expect("errors.json");
+    let kinds = error_kinds(&e);
+    assert!(kinds.contains(&"api_error".to_string()), "{e:#}");
+    assert!(
+        kinds
+            .iter()
+            .all(|k| k == "api_error" || k == "skipped_upstream_failed"),
+        "{e:#}"
+    );
     store_verifies(&t);
-    let healthy = Sim::start(fast_sim());
+    let kept = cached_candidates(&t);
+    assert!(kept < 10);
+    // A healthy server with another seed (so none of its task ids is one the
+    // first server handed out): exactly the missing candidates are paid;
+    // tasks left in flight are found lost there and submitted once.
+    let healthy = Sim::start(SimConfig {
+        seed: 99,
+        ..fast_sim()
+    });
     let again = t.build(&healthy, &["--candidates", "2", "--mode", "images"]);
     again.assert_code(0);
+    assert_eq!(healthy.stats().image_submits, 10 - kept);
+    assert_eq!(cached_candidates(&t), 10);
     assert!(
         t.errors_json().is_none(),
         "a clean run removes the stale errors.json"
@@ -181,6 +216,7 @@ fn server_going_down_mid_run_keeps_what_arrived() {
         ],
     );
     run.assert_code(1);
+    assert_eq!(sim.stats().image_submits, 4, "the server died at the 4th");
     let errors = t.errors_json().expect("errors.json");
     assert!(
         error_kinds(&errors).contains(&"connection_refused".to_string()),
@@ -192,23 +228,27 @@ fn server_going_down_mid_run_keeps_what_arrived() {
         run.stderr
     );
     store_verifies(&t);
-    let received = 4;
-    // A healthy server: only the missing candidates are requested.
-    let healthy = Sim::start(fast_sim());
+    // A candidate keeps its generation permit until it is stored, so with
+    // 2 permits the 3rd and 4th submits each waited for one to be stored.
+    let kept = cached_candidates(&t);
+    assert!((2..=4).contains(&kept), "{kept} stored");
+    // A healthy server with another seed: only the missing candidates are
+    // requested (the two in flight are lost there and sent once more).
+    let healthy = Sim::start(SimConfig {
+        seed: 99,
+        ..fast_sim()
+    });
     let again = t.build(&healthy, &["--candidates", "2", "--mode", "images"]);
     again.assert_code(0);
-    assert!(
-        healthy.stats().image_submits <= 10 - received + 2,
-        "at most the in-flight ones are sent again: {}",
-        healthy.stats().image_submits
-    );
-    assert!(healthy.stats().image_submits >= 10 - received);
+    assert_eq!(healthy.stats().image_submits, 10 - kept);
+    assert_eq!(cached_candidates(&t), 10);
 }
 
 #[test]
 fn lost_tasks_after_a_server_restart_are_resubmitted() {
+    // Slow enough that the first tasks are still running at the restart.
     let sim = Sim::start(SimConfig {
-        image_latency_ms: 400,
+        image_latency_ms: 1_000,
         ..fast_sim()
     });
     let t = demo();
@@ -229,6 +269,7 @@ fn lost_tasks_after_a_server_restart_are_resubmitted() {
         .unwrap();
     sim.wait_for_submits(3);
     sim.restart(); // G-Labs restarted: every task id it had is gone
+    assert!(sim.stats().lost >= 3, "{:?}", sim.stats());
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -237,10 +278,22 @@ fn lost_tasks_after_a_server_restart_are_resubmitted() {
     );
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["tasks"]["built"], 5);
+    // Every task the server created is a stored candidate, or was forgotten
+    // by the restart (and then submitted once more): nothing else was paid.
+    let h = held(&t);
+    assert_eq!(h.candidates.len(), 10);
+    let ids = h.ids();
+    let created = sim.created();
+    let resubmitted: Vec<_> = created
+        .iter()
+        .filter(|c| !ids.contains(&c.task_id))
+        .collect();
     assert!(
-        sim.stats().image_submits > 10,
-        "the lost ones were submitted again"
+        resubmitted.iter().all(|c| c.forgotten),
+        "paid for tasks that were neither stored nor lost: {resubmitted:?}"
     );
+    assert!(!resubmitted.is_empty(), "the restart cost something");
+    assert_eq!(sim.stats().image_submits, 10 + resubmitted.len() as u64);
     store_verifies(&t);
 }
 
@@ -284,9 +337,24 @@ fn ctrl_c_stops_launching_writes_what_is_done_and_resumes() {
     let sent = sim.submits();
     assert!(sent < 10, "it stopped launching ({sent} sent)");
     t.run(&["cache", "verify"]).assert_code(0);
+    // A graceful stop: every task sent is stored, or recorded in flight.
+    let h = held(&t);
+    assert_eq!(
+        (h.candidates.len() + h.in_flight.len()) as u64,
+        sent,
+        "{h:?}"
+    );
     let again = t.build(&sim, &["--candidates", "2", "--mode", "images"]);
     again.assert_code(0);
-    assert!(sim.submits() - sent <= 10, "no candidate paid twice");
+    // The rerun re-attaches to the tasks in flight and pays only for the
+    // rest: 10 tasks in all, each one a stored candidate.
+    assert_eq!(again.json()["calls"]["image"], 10 - sent);
+    assert_eq!(sim.submits(), 10, "no candidate paid twice");
+    let h = held(&t);
+    let created: std::collections::BTreeSet<String> =
+        sim.created().into_iter().map(|c| c.task_id).collect();
+    assert_eq!(h.ids(), created);
+    assert_eq!(h.candidates.len(), 10);
 }
 
 #[test]
@@ -301,6 +369,8 @@ fn error_pages_served_as_results_are_never_stored() {
     let t = demo();
     let run = t.build(&sim, &["--candidates", "2", "--mode", "images"]);
     run.assert_code(0);
+    assert!(sim.stats().bad_files > 0, "{:?}", sim.stats());
+    assert_eq!(cached_candidates(&t), 10);
     let g = t.generated();
     for (tab, id) in [(0, 3), (0, 6), (1, 4)] {
         for u in props(&g, tab, id)["_savedImages"].as_array().unwrap() {
@@ -339,6 +409,11 @@ fn error_pages_served_as_results_are_never_stored() {
         broken.stats().image_submits,
         3,
         "3 attempts, each re-downloaded before giving up"
+    );
+    assert_eq!(
+        broken.stats().bad_files,
+        9,
+        "3 downloads of each of 3 tasks"
     );
     let stats = t.run(&["cache", "stats", "--json"]).json();
     assert_eq!(stats["stats"]["candidates"], 0);

@@ -186,9 +186,17 @@ impl Sim {
     pub fn restart(&self) {
         self.rt.block_on(self.handle.as_ref().unwrap().restart());
     }
-    /// Wait (at most 30 s) until the server accepted `n` submissions.
+    /// Generation tasks pending or running at the simulator now.
+    pub fn in_flight(&self) -> u64 {
+        self.rt.block_on(self.handle.as_ref().unwrap().in_flight())
+    }
+    /// Every task the simulator created, in order.
+    pub fn created(&self) -> Vec<nbbuild_sim::CreatedTask> {
+        self.rt.block_on(self.handle.as_ref().unwrap().created())
+    }
+    /// Wait until the server accepted `n` submissions; panics after 30 s.
     pub fn wait_for_submits(&self, n: u64) {
-        wait_until(|| self.submits() >= n);
+        wait_until(&format!("{n} submissions"), || self.submits() >= n);
     }
     pub fn submits(&self) -> u64 {
         let s = self.stats();
@@ -278,10 +286,76 @@ pub fn error_kinds(v: &serde_json::Value) -> Vec<String> {
     k
 }
 
-/// Poll `cond` every 5 ms for at most 30 s.
-pub fn wait_until(mut cond: impl FnMut() -> bool) {
+/// Poll `cond` every 5 ms; panics naming `what` when it is still false
+/// after 30 s, so a test waiting for something that never happens fails
+/// instead of going on as if it had.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let start = std::time::Instant::now();
-    while !cond() && start.elapsed() < std::time::Duration::from_secs(30) {
+    while !cond() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "waited 30 s for {what}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+}
+
+/// What the store holds, read directly (after a kill, or between runs):
+/// candidates and in-flight G-Labs task ids per slot.
+#[derive(Debug, Default, Clone)]
+pub struct Held {
+    /// (task key, slot) -> the G-Labs task id the candidate came from.
+    pub candidates: std::collections::BTreeMap<(String, u32), Option<String>>,
+    /// (task key, slot) -> the recorded G-Labs task id, for slots without a
+    /// candidate.
+    pub in_flight: std::collections::BTreeMap<(String, u32), String>,
+}
+
+impl Held {
+    /// Every G-Labs task id the store knows (candidates and in flight).
+    pub fn ids(&self) -> std::collections::BTreeSet<String> {
+        self.candidates
+            .values()
+            .flatten()
+            .chain(self.in_flight.values())
+            .cloned()
+            .collect()
+    }
+}
+
+/// Open the store in `.nbbuild` (absent: nothing held), check that verify
+/// finds nothing but harmless leftovers, and read what it holds.
+pub fn held(t: &Test) -> Held {
+    let dir = t.path().join(".nbbuild");
+    if !dir.join("db").exists() {
+        return Held::default();
+    }
+    let s = nbbuild_cache::Store::open(&dir).expect("the store opens");
+    let report = s.verify().unwrap();
+    assert!(
+        report.problems.iter().all(|p| p.kind.is_harmless()),
+        "verify: {:?}",
+        report.problems
+    );
+    let mut h = Held::default();
+    for (key, r) in s.tasks().unwrap() {
+        for c in &r.candidates {
+            h.candidates
+                .insert((key.clone(), c.slot), c.remote_task.clone());
+        }
+        for f in &r.in_flight {
+            if !h.candidates.contains_key(&(key.clone(), f.slot)) {
+                h.in_flight
+                    .insert((key.clone(), f.slot), f.remote_task.clone());
+            }
+        }
+    }
+    h
+}
+
+/// Candidates in the store as `nbbuild cache stats --json` reports them.
+pub fn cached_candidates(t: &Test) -> u64 {
+    let stats = t.run(&["cache", "stats", "--json"]);
+    stats.assert_code(0);
+    stats.json()["stats"]["candidates"].as_u64().unwrap()
 }
