@@ -12,6 +12,7 @@
 mod error;
 mod lock;
 mod records;
+mod repair;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
@@ -25,9 +26,10 @@ use serde::{Deserialize, Serialize};
 pub use error::StoreError;
 pub use lock::{pid_alive, LockInfo};
 pub use records::{
-    Candidate, GcReport, HistorySet, InFlight, Pin, Problem, ProblemKind, Stats, TaskRecord,
-    Verdict, VerifyReport,
+    Candidate, Corrupted, GcReport, HistorySet, InFlight, Pin, Problem, ProblemKind, Stats,
+    TaskRecord, Verdict, VerifyReport,
 };
+pub use repair::{Holder, Restore};
 
 /// Version of the record layout. Stored in the `meta` tree; a store with any
 /// other version is refused with [`StoreError::Schema`].
@@ -587,25 +589,23 @@ impl Store {
     }
 
     fn check_size(&self, id: &str, path: &Path, len: u64) -> Result<()> {
+        let corrupt = |detail: String| StoreError::CorruptObject {
+            id: id.to_string(),
+            path: path.to_path_buf(),
+            detail,
+        };
         match self.recorded_size(id)? {
-            Some(rec) if rec != len => Err(StoreError::Corrupt {
-                what: format!("object {id}"),
-                detail: format!(
-                    "{} is {len} bytes, the store recorded {rec} bytes",
-                    path.display()
-                ),
-            }),
-            None if len == 0 && id != EMPTY_OBJECT => Err(StoreError::Corrupt {
-                what: format!("object {id}"),
-                detail: format!("{} is empty", path.display()),
-            }),
+            Some(rec) if rec != len => Err(corrupt(format!(
+                "it is {len} bytes, the store recorded {rec} bytes"
+            ))),
+            None if len == 0 && id != EMPTY_OBJECT => Err(corrupt("it is empty".to_string())),
             _ => Ok(()),
         }
     }
 
     /// Read a whole object. The size is always checked; with `verify` the
-    /// bytes are re-hashed too. Either failure is [`StoreError::Corrupt`]
-    /// naming the object.
+    /// bytes are re-hashed too (and returned only when they match). Either
+    /// failure is [`StoreError::CorruptObject`] naming the object.
     pub fn read_object(&self, id: &str, verify: bool) -> Result<Vec<u8>> {
         let (mut f, len) = self.open_object(id)?;
         let path = self.object_path(id);
@@ -613,17 +613,19 @@ impl Store {
         f.read_to_end(&mut bytes)
             .map_err(|e| StoreError::io(format!("reading {}", path.display()), e))?;
         if bytes.len() as u64 != len {
-            return Err(StoreError::Corrupt {
-                what: format!("object {id}"),
-                detail: format!("{} changed size while being read", path.display()),
+            return Err(StoreError::CorruptObject {
+                id: id.to_string(),
+                path,
+                detail: "it changed size while being read".to_string(),
             });
         }
         if verify {
             let actual = hash_bytes(&bytes);
             if actual != id {
-                return Err(StoreError::Corrupt {
-                    what: format!("object {id}"),
-                    detail: format!("its bytes hash to {actual} ({})", path.display()),
+                return Err(StoreError::CorruptObject {
+                    id: id.to_string(),
+                    path,
+                    detail: format!("its bytes hash to {actual}"),
                 });
             }
         }
@@ -805,6 +807,8 @@ impl Store {
             self.remember(&cand.object);
             let slot = cand.slot;
             rec.in_flight.retain(|f| f.slot != slot);
+            // The slot is held again.
+            rec.corrupted.retain(|c| c.slot != slot);
             if let Some(i) = rec.candidates.iter().position(|c| c.slot == slot) {
                 let old = rec.candidates.remove(i);
                 if old.object != cand.object {
@@ -1233,11 +1237,12 @@ impl Store {
                 });
                 continue;
             };
-            if let Err(StoreError::Corrupt { detail, .. }) = self.check_size(&id, &path, len) {
+            if let Err(StoreError::CorruptObject { detail, .. }) = self.check_size(&id, &path, len)
+            {
                 rep.problems.push(Problem {
                     kind: ProblemKind::CorruptObject,
                     what: id,
-                    detail,
+                    detail: format!("{detail} ({})", path.display()),
                 });
                 continue;
             }
@@ -1285,6 +1290,43 @@ impl Store {
             }
         }
 
+        // Name the tasks that hold each corrupt object.
+        if rep
+            .problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::CorruptObject)
+        {
+            let tasks = self.tasks()?;
+            for p in rep
+                .problems
+                .iter_mut()
+                .filter(|p| p.kind == ProblemKind::CorruptObject)
+            {
+                let mut held = Vec::new();
+                for (key, rec) in &tasks {
+                    for c in rec.candidates.iter().filter(|c| c.object == p.what) {
+                        held.push(format!(
+                            "current candidate c{} of {} (task {key})",
+                            c.slot + 1,
+                            rec.name
+                        ));
+                    }
+                    for c in rec.history.iter().flat_map(|h| h.candidates.iter()) {
+                        if c.object == p.what {
+                            held.push(format!(
+                                "a replaced candidate c{} of {} (task {key})",
+                                c.slot + 1,
+                                rec.name
+                            ));
+                        }
+                    }
+                }
+                if !held.is_empty() {
+                    p.detail = format!("{}; it is {}", p.detail, held.join(", "));
+                }
+            }
+        }
+
         // records -> objects
         for kv in self.t.tasks.iter() {
             let (k, v) = kv?;
@@ -1311,6 +1353,23 @@ impl Store {
                         ),
                     });
                 }
+            }
+            for c in &rec.corrupted {
+                rep.problems.push(Problem {
+                    kind: ProblemKind::CorruptCandidate,
+                    what: c.object.clone(),
+                    detail: format!(
+                        "candidate c{} of task {key} ({}) was taken out of its slot: its object \
+                         {}{}, and no good copy was found; the next build regenerates it",
+                        c.slot + 1,
+                        rec.name,
+                        c.detail,
+                        c.quarantined
+                            .as_deref()
+                            .map(|q| format!(" (kept at {q})"))
+                            .unwrap_or_default()
+                    ),
+                });
             }
             for (i, h) in rec.history.iter().enumerate() {
                 for c in &h.candidates {
