@@ -65,6 +65,7 @@ async fn run_all(
         reviewer: None,
         qa_attempts: 0,
         mirror: None,
+        repair: None,
     };
     let exec = Executor::new(store, client, dir, Arc::new(Silent), opts);
     let t = Instant::now();

@@ -458,6 +458,21 @@ impl Store {
         fs::metadata(self.object_path(id)).is_ok_and(|m| m.is_file() && m.len() == size)
     }
 
+    /// The same bytes are being stored again and a file of the right size
+    /// is there: is it rotten (then it is kept under `quarantine/` and the
+    /// caller installs the good bytes over it)? Only this dedup path pays a
+    /// re-hash; a same-size file is never trusted blindly.
+    fn replace_rotten(&self, id: &str) -> Result<bool> {
+        match self.check_object(id) {
+            Ok(_) => Ok(false),
+            Err(StoreError::CorruptObject { .. }) => {
+                self.quarantine_copy(id)?;
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn new_tmp(&self) -> Result<tempfile::NamedTempFile> {
         let dir = self.root.join("tmp");
         tempfile::Builder::new()
@@ -514,7 +529,7 @@ impl Store {
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<ObjectId> {
         let id = hash_bytes(bytes);
         self.remember(&id);
-        if self.object_present(&id, bytes.len() as u64) {
+        if self.object_present(&id, bytes.len() as u64) && !self.replace_rotten(&id)? {
             return Ok(id);
         }
         let mut tmp = self.new_tmp()?;
@@ -550,7 +565,7 @@ impl Store {
         }
         let id = hasher.finalize().to_hex().to_string();
         self.remember(&id);
-        if self.object_present(&id, size) {
+        if self.object_present(&id, size) && !self.replace_rotten(&id)? {
             return Ok((id, size)); // the temp file is deleted on drop
         }
         tmp.as_file()
@@ -1360,7 +1375,8 @@ impl Store {
                     what: c.object.clone(),
                     detail: format!(
                         "candidate c{} of task {key} ({}) was taken out of its slot: its object \
-                         {}{}, and no good copy was found; the next build regenerates it",
+                         was corrupt ({}){} and no good copy was found; the next build \
+                         regenerates it",
                         c.slot + 1,
                         rec.name,
                         c.detail,

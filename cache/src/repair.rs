@@ -222,7 +222,7 @@ impl Store {
 
     /// Keep the current file of `id` under `quarantine/` (a hard link, or a
     /// copy where links are not possible) so it can be replaced in place.
-    fn quarantine_copy(&self, id: &str) -> Result<Option<PathBuf>> {
+    pub(crate) fn quarantine_copy(&self, id: &str) -> Result<Option<PathBuf>> {
         let path = self.object_path(id);
         if !path.is_file() {
             return Ok(None);

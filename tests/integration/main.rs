@@ -18,3 +18,4 @@ mod resume;
 mod roundtrip;
 mod s3;
 mod validate;
+mod verify;
