@@ -63,6 +63,7 @@ async fn run_all(
         reviewer: None,
         qa_attempts: 0,
         mirror: None,
+        repair: None,
     };
     let view = nbbuild::commands::plan::StoreView {
         store: store.clone(),

@@ -208,7 +208,19 @@ pub enum CacheCommand {
     /// Counts and sizes
     Stats(CacheArgs),
     /// Re-hash every object and check every record; exits 1 on a problem
-    Verify(CacheArgs),
+    Verify {
+        /// Put a good copy back for every corrupt or missing object (the asset
+        /// under Assets/, a mirror, the URL it was downloaded from); with none,
+        /// quarantine it and leave its candidate to be regenerated
+        #[arg(long)]
+        repair: bool,
+        /// Root of the flow's Assets/ when the build used --out [default: the
+        /// flow's folder, or nbbuild.toml's `out`]
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        args: CacheArgs,
+    },
     /// Drop unreferenced objects and old history
     Gc {
         /// History sets kept per task

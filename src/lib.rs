@@ -23,6 +23,7 @@ pub mod project;
 pub mod prompt;
 pub mod publish;
 pub mod qa;
+pub mod repair;
 pub mod select;
 pub mod synth;
 

@@ -5,6 +5,7 @@
 use crate::compile::{Compiled, TaskKind};
 use crate::exec::{RunReport, TaskState};
 use crate::flow::{Flow, Kind};
+use crate::repair::Repairer;
 use nbbuild_cache::{Candidate, Store};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -70,33 +71,40 @@ fn readable(f: &std::fs::File) -> std::io::Result<()> {
 /// copy carries the candidate's size and creation time as its mtime, so a
 /// no-op build checks each asset with one `stat` (no re-hash, no look at the
 /// store); a file the user changed (new mtime or size) is replaced.
-fn place(store: &Store, c: &Candidate, dest: &Path) -> std::io::Result<()> {
+///
+/// The copy is verified: hashed as it streams into a temporary file, renamed
+/// onto `dest` only when it matched. A rotten (or missing) object is repaired
+/// first (`repair.rs`); `Ok(false)` when it could not be (the candidate is
+/// then out of its slot and reported, and nothing is placed).
+fn place(store: &Store, repair: &Repairer, c: &Candidate, dest: &Path) -> std::io::Result<bool> {
     let stamp = std::time::UNIX_EPOCH + std::time::Duration::from_millis(c.created);
     if let Ok(meta) = std::fs::metadata(dest) {
         if c.size > 0 && meta.len() == c.size && meta.modified().ok() == Some(stamp) {
-            return Ok(());
+            return Ok(true);
         }
     }
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".nbbuild-")
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    let (mut src, _) = store
-        .open_object(&c.object)
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    std::io::copy(&mut src, tmp.as_file_mut())?;
-    tmp.as_file().set_modified(stamp)?;
-    readable(tmp.as_file())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(dest).map_err(|e| e.error)?;
-    Ok(())
+    let copy = || store.copy_object_to(&c.object, dest, Some(stamp));
+    match copy() {
+        Ok(_) => Ok(true),
+        Err(e) if crate::repair::repairable(&e) => {
+            let outcome = repair.repair_blocking(&c.object);
+            if outcome.usable() {
+                copy().map_err(|e| std::io::Error::other(e.to_string()))?;
+                Ok(true)
+            } else if let crate::repair::Outcome::Failed { error, .. } = outcome {
+                Err(std::io::Error::other(error))
+            } else {
+                Ok(false)
+            }
+        }
+        Err(e) => Err(std::io::Error::other(e.to_string())),
+    }
 }
 
 /// One row's candidate URLs (row None for nodes without dynamic rows).
 type RowUrls = (Option<usize>, Vec<String>);
 
+#[derive(Debug, Clone)]
 pub struct Layout {
     pub out: PathBuf,
     pub wf: String,
@@ -181,8 +189,10 @@ fn flagged(c: &Candidate) -> bool {
 }
 
 /// Place assets, write the generated flow and errors.json.
+#[allow(clippy::too_many_arguments)]
 pub fn write(
     store: &Store,
+    repair: &Repairer,
     flow: &Flow,
     compiled: &Compiled,
     report: &RunReport,
@@ -206,9 +216,11 @@ pub fn write(
         ordered.sort_by_key(|c| flagged(c));
         for c in ordered {
             let dest = layout.asset(t.kind, &t.label(), c.slot);
-            place(store, c, &dest)?;
-            assets += 1;
-            shown.push(urls.candidate(c, &dest));
+            // A candidate lost to corruption is out of the gallery (reported).
+            if place(store, repair, c, &dest)? {
+                assets += 1;
+                shown.push(urls.candidate(c, &dest));
+            }
         }
         // Every flagged attempt, current or replaced, under qa_loop/.
         let reviewed = o.candidates.iter().any(|c| c.qa.is_some());
@@ -223,13 +235,18 @@ pub fn write(
                 .iter()
                 .chain(rec.history.iter().flat_map(|h| h.candidates.iter()));
             for c in attempts.filter(|c| flagged(c)) {
-                place(
+                if place(
                     store,
+                    repair,
                     c,
                     &layout.qa_attempt(&t.label(), c.slot, c.qa_attempts + 1),
-                )?;
-                qa_files += 1;
+                )? {
+                    qa_files += 1;
+                }
             }
+        }
+        if shown.is_empty() {
+            continue;
         }
         per_node
             .entry((t.tab, t.node_id))

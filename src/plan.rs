@@ -73,6 +73,9 @@ pub enum Reason {
     KeyChanged { changes: Vec<Change> },
     /// An earlier run was interrupted or failed.
     MissingCandidates { missing: u32, of: u32 },
+    /// These slots' objects rotted in the store with no good copy to put
+    /// back (0-based; see `Store::forget_corrupt`).
+    CandidateCorrupted { slots: Vec<u32> },
     /// QA flagged candidates.
     QaFlagged { flagged: u32 },
     /// Selected by `--only`.
@@ -91,6 +94,10 @@ impl Reason {
             }
             Reason::MissingCandidates { missing, of } => {
                 format!("{missing} of {of} candidates missing")
+            }
+            Reason::CandidateCorrupted { slots } => {
+                let c: Vec<String> = slots.iter().map(|s| format!("c{}", s + 1)).collect();
+                format!("candidate corrupted in the store ({})", c.join(", "))
             }
             Reason::QaFlagged { flagged } => format!("{flagged} candidate(s) flagged by QA"),
             Reason::Forced => "re-roll (--only)".into(),
@@ -183,7 +190,12 @@ pub fn judge(rec: &TaskRecord, n: u32) -> Option<Reason> {
         .filter(|c| c.slot < n && is_flagged(c))
         .count() as u32;
     let missing = (0..n).filter(|s| rec.candidate(*s).is_none()).count() as u32;
-    if missing > 0 {
+    let corrupted: Vec<u32> = (0..n)
+        .filter(|s| rec.candidate(*s).is_none() && rec.corrupted.iter().any(|c| c.slot == *s))
+        .collect();
+    if !corrupted.is_empty() {
+        Some(Reason::CandidateCorrupted { slots: corrupted })
+    } else if missing > 0 {
         Some(Reason::MissingCandidates { missing, of: n })
     } else if flagged > 0 {
         Some(Reason::QaFlagged { flagged })

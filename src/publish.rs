@@ -4,14 +4,21 @@
 //! mirror itself confirms with a HEAD before re-uploading after the store was
 //! wiped. A failed upload is a failure of that candidate's publication, not a
 //! lost generation: the candidate stays stored and the next run tries again.
+//!
+//! Every upload is verified: the mirror hashes the bytes as they stream and
+//! abandons the upload on a mismatch before the destination holds the object.
+//! A rotten stored candidate is then repaired (`repair.rs`) and published
+//! from the good copy, or, with none, taken out of its slot and reported;
+//! its rotten bytes are never published.
 
 use crate::compile::{Compiled, TaskKind};
 use crate::exec::{Failure, RunReport};
 use crate::flow::Kind;
 use crate::glabs::FailureKind;
-use crate::mirror::{candidate_key, ref_key, Mirror};
+use crate::mirror::{candidate_key, ref_key, Mirror, MirrorError};
 use crate::output::Layout;
 use crate::project::Project;
+use crate::repair::{Outcome, Repairer};
 use nbbuild_cache::Store;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,10 +46,35 @@ struct Job {
     written: Option<String>,
 }
 
+/// Publish one job, verified; a rotten stored candidate is repaired and
+/// published again. `Ok(None)`: it could not be repaired (reported by the
+/// repairer), nothing was published.
+async fn publish_job(
+    mirror: &dyn Mirror,
+    repair: &Repairer,
+    job: &Job,
+) -> Result<Option<String>, MirrorError> {
+    let send = || mirror.publish_checked(&job.path, &job.key, job.mime, Some(&job.object));
+    match send().await {
+        Ok(url) => Ok(Some(url)),
+        Err(e) if e.mismatch && job.task.is_some() => match repair.repair(&job.object).await {
+            o if o.usable() => send().await.map(Some),
+            Outcome::Failed { error, .. } => Err(MirrorError::new(format!(
+                "{} (and the repair failed: {error})",
+                e.message
+            ))),
+            _ => Ok(None),
+        },
+        Err(e) => Err(e),
+    }
+}
+
 /// Publish what the run produced or holds; failures are added to the outcomes.
+#[allow(clippy::too_many_arguments)]
 pub async fn publish(
     store: &Arc<Store>,
     mirror: &dyn Mirror,
+    repair: &Repairer,
     project: &Project,
     compiled: &Compiled,
     report: &mut RunReport,
@@ -144,15 +176,13 @@ pub async fn publish(
         });
     }
     for chunk in jobs.chunks(PARALLEL) {
-        let results = futures_util::future::join_all(
-            chunk
-                .iter()
-                .map(|j| mirror.publish(&j.path, &j.key, j.mime)),
-        )
-        .await;
+        let results =
+            futures_util::future::join_all(chunk.iter().map(|j| publish_job(mirror, repair, j)))
+                .await;
         for (job, r) in chunk.iter().zip(results) {
             match r {
-                Ok(url) => {
+                Ok(None) => {}
+                Ok(Some(url)) => {
                     out.uploaded += 1;
                     let _ = store.put_upload(&job.object, &mirror_id, &url);
                     if let (Some(t), Some(slot)) = (job.task, job.slot) {

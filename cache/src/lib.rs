@@ -12,6 +12,7 @@
 mod error;
 mod lock;
 mod records;
+mod repair;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
@@ -25,9 +26,10 @@ use serde::{Deserialize, Serialize};
 pub use error::StoreError;
 pub use lock::{pid_alive, LockInfo};
 pub use records::{
-    Candidate, GcReport, HistorySet, InFlight, Pin, Problem, ProblemKind, Stats, TaskRecord,
-    Verdict, VerifyReport,
+    Candidate, Corrupted, GcReport, HistorySet, InFlight, Pin, Problem, ProblemKind, Stats,
+    TaskRecord, Verdict, VerifyReport,
 };
+pub use repair::{Holder, Restore};
 
 /// Version of the record layout. Stored in the `meta` tree; a store with any
 /// other version is refused with [`StoreError::Schema`].
@@ -460,6 +462,21 @@ impl Store {
         fs::metadata(self.object_path(id)).is_ok_and(|m| m.is_file() && m.len() == size)
     }
 
+    /// The same bytes are being stored again and a file of the right size
+    /// is there: is it rotten (then it is kept under `quarantine/` and the
+    /// caller installs the good bytes over it)? Only this dedup path pays a
+    /// re-hash; a same-size file is never trusted blindly.
+    fn replace_rotten(&self, id: &str) -> Result<bool> {
+        match self.check_object(id) {
+            Ok(_) => Ok(false),
+            Err(StoreError::CorruptObject { .. }) => {
+                self.quarantine_copy(id)?;
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn new_tmp(&self) -> Result<tempfile::NamedTempFile> {
         let dir = self.root.join("tmp");
         tempfile::Builder::new()
@@ -516,7 +533,7 @@ impl Store {
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<ObjectId> {
         let id = hash_bytes(bytes);
         self.remember(&id);
-        if self.object_present(&id, bytes.len() as u64) {
+        if self.object_present(&id, bytes.len() as u64) && !self.replace_rotten(&id)? {
             return Ok(id);
         }
         let mut tmp = self.new_tmp()?;
@@ -552,7 +569,7 @@ impl Store {
         }
         let id = hasher.finalize().to_hex().to_string();
         self.remember(&id);
-        if self.object_present(&id, size) {
+        if self.object_present(&id, size) && !self.replace_rotten(&id)? {
             return Ok((id, size)); // the temp file is deleted on drop
         }
         tmp.as_file()
@@ -591,25 +608,23 @@ impl Store {
     }
 
     fn check_size(&self, id: &str, path: &Path, len: u64) -> Result<()> {
+        let corrupt = |detail: String| StoreError::CorruptObject {
+            id: id.to_string(),
+            path: path.to_path_buf(),
+            detail,
+        };
         match self.recorded_size(id)? {
-            Some(rec) if rec != len => Err(StoreError::Corrupt {
-                what: format!("object {id}"),
-                detail: format!(
-                    "{} is {len} bytes, the store recorded {rec} bytes",
-                    path.display()
-                ),
-            }),
-            None if len == 0 && id != EMPTY_OBJECT => Err(StoreError::Corrupt {
-                what: format!("object {id}"),
-                detail: format!("{} is empty", path.display()),
-            }),
+            Some(rec) if rec != len => Err(corrupt(format!(
+                "it is {len} bytes, the store recorded {rec} bytes"
+            ))),
+            None if len == 0 && id != EMPTY_OBJECT => Err(corrupt("it is empty".to_string())),
             _ => Ok(()),
         }
     }
 
     /// Read a whole object. The size is always checked; with `verify` the
-    /// bytes are re-hashed too. Either failure is [`StoreError::Corrupt`]
-    /// naming the object.
+    /// bytes are re-hashed too (and returned only when they match). Either
+    /// failure is [`StoreError::CorruptObject`] naming the object.
     pub fn read_object(&self, id: &str, verify: bool) -> Result<Vec<u8>> {
         let (mut f, len) = self.open_object(id)?;
         let path = self.object_path(id);
@@ -617,17 +632,19 @@ impl Store {
         f.read_to_end(&mut bytes)
             .map_err(|e| StoreError::io(format!("reading {}", path.display()), e))?;
         if bytes.len() as u64 != len {
-            return Err(StoreError::Corrupt {
-                what: format!("object {id}"),
-                detail: format!("{} changed size while being read", path.display()),
+            return Err(StoreError::CorruptObject {
+                id: id.to_string(),
+                path,
+                detail: "it changed size while being read".to_string(),
             });
         }
         if verify {
             let actual = hash_bytes(&bytes);
             if actual != id {
-                return Err(StoreError::Corrupt {
-                    what: format!("object {id}"),
-                    detail: format!("its bytes hash to {actual} ({})", path.display()),
+                return Err(StoreError::CorruptObject {
+                    id: id.to_string(),
+                    path,
+                    detail: format!("its bytes hash to {actual}"),
                 });
             }
         }
@@ -823,6 +840,8 @@ impl Store {
             self.remember(&cand.object);
             let slot = cand.slot;
             rec.in_flight.retain(|f| f.slot != slot);
+            // The slot is held again.
+            rec.corrupted.retain(|c| c.slot != slot);
             if let Some(i) = rec.candidates.iter().position(|c| c.slot == slot) {
                 let old = rec.candidates.remove(i);
                 if old.object != cand.object {
@@ -1346,11 +1365,12 @@ impl Store {
                 });
                 continue;
             };
-            if let Err(StoreError::Corrupt { detail, .. }) = self.check_size(&id, &path, len) {
+            if let Err(StoreError::CorruptObject { detail, .. }) = self.check_size(&id, &path, len)
+            {
                 rep.problems.push(Problem {
                     kind: ProblemKind::CorruptObject,
                     what: id,
-                    detail,
+                    detail: format!("{detail} ({})", path.display()),
                 });
                 continue;
             }
@@ -1398,6 +1418,43 @@ impl Store {
             }
         }
 
+        // Name the tasks that hold each corrupt object.
+        if rep
+            .problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::CorruptObject)
+        {
+            let tasks = self.tasks()?;
+            for p in rep
+                .problems
+                .iter_mut()
+                .filter(|p| p.kind == ProblemKind::CorruptObject)
+            {
+                let mut held = Vec::new();
+                for (key, rec) in &tasks {
+                    for c in rec.candidates.iter().filter(|c| c.object == p.what) {
+                        held.push(format!(
+                            "current candidate c{} of {} (task {key})",
+                            c.slot + 1,
+                            rec.name
+                        ));
+                    }
+                    for c in rec.history.iter().flat_map(|h| h.candidates.iter()) {
+                        if c.object == p.what {
+                            held.push(format!(
+                                "a replaced candidate c{} of {} (task {key})",
+                                c.slot + 1,
+                                rec.name
+                            ));
+                        }
+                    }
+                }
+                if !held.is_empty() {
+                    p.detail = format!("{}; it is {}", p.detail, held.join(", "));
+                }
+            }
+        }
+
         // records -> objects
         for kv in self.t.tasks.iter() {
             let (k, v) = kv?;
@@ -1424,6 +1481,24 @@ impl Store {
                         ),
                     });
                 }
+            }
+            for c in &rec.corrupted {
+                rep.problems.push(Problem {
+                    kind: ProblemKind::CorruptCandidate,
+                    what: c.object.clone(),
+                    detail: format!(
+                        "candidate c{} of task {key} ({}) was taken out of its slot: its object \
+                         was corrupt ({}){} and no good copy was found; the next build \
+                         regenerates it",
+                        c.slot + 1,
+                        rec.name,
+                        c.detail,
+                        c.quarantined
+                            .as_deref()
+                            .map(|q| format!(" (kept at {q})"))
+                            .unwrap_or_default()
+                    ),
+                });
             }
             for (i, h) in rec.history.iter().enumerate() {
                 for c in &h.candidates {

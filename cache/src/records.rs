@@ -22,6 +22,11 @@ pub struct TaskRecord {
     /// Replaced candidate sets, oldest first.
     #[serde(default)]
     pub history: Vec<HistorySet>,
+    /// Candidates taken out of their slot because their object was corrupt
+    /// in the store and no good copy was found (see `Store::forget_corrupt`);
+    /// an entry goes when its slot is committed again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub corrupted: Vec<Corrupted>,
     /// unix ms
     #[serde(default)]
     pub created: u64,
@@ -71,6 +76,23 @@ pub struct Candidate {
     /// The G-Labs task id that produced it.
     #[serde(default)]
     pub remote_task: Option<String>,
+}
+
+/// A candidate whose object rotted in the store with no good copy to put
+/// back: its slot is empty, so the task is stale until it is regenerated.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Corrupted {
+    pub slot: u32,
+    pub object: ObjectId,
+    /// What the verified read found ("its bytes hash to ...").
+    #[serde(default)]
+    pub detail: String,
+    /// Where the rotten file was moved (under `quarantine/`), if it existed.
+    #[serde(default)]
+    pub quarantined: Option<String>,
+    /// unix ms
+    #[serde(default)]
+    pub at: u64,
 }
 
 /// A G-Labs task submitted for a candidate slot, recorded before it is polled.
@@ -161,6 +183,9 @@ pub enum ProblemKind {
     BadRecord,
     /// A file in `objects/` that is not named like an object.
     StrayFile,
+    /// A candidate taken out of its slot because its object was corrupt and
+    /// no good copy was found: the next build regenerates it.
+    CorruptCandidate,
     /// A temporary file left by an interrupted write (harmless; gc removes it).
     TmpLeftover,
     /// A file set aside by corruption recovery, or an interrupted sled
@@ -175,6 +200,7 @@ impl ProblemKind {
             ProblemKind::MissingObject => "missing_object",
             ProblemKind::BadRecord => "bad_record",
             ProblemKind::StrayFile => "stray_file",
+            ProblemKind::CorruptCandidate => "corrupt_candidate",
             ProblemKind::TmpLeftover => "tmp_leftover",
             ProblemKind::Quarantined => "quarantined",
         }

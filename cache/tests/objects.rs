@@ -93,7 +93,7 @@ fn flipped_byte_is_detected_and_named() {
     // same size: the cheap read passes, the verifying read does not
     assert_eq!(store.read_object(&id, false).unwrap().len(), 10_000);
     match store.read_object(&id, true) {
-        Err(e @ StoreError::Corrupt { .. }) => {
+        Err(e @ StoreError::CorruptObject { .. }) => {
             assert!(e.to_string().contains(&id), "{e}");
             assert!(e.hint().is_some());
         }
@@ -123,7 +123,7 @@ fn truncated_object_fails_the_size_check() {
         .set_len(100)
         .unwrap();
     let err = store.read_object(&id, false).unwrap_err();
-    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    assert!(matches!(err, StoreError::CorruptObject { .. }), "{err:?}");
     assert!(
         err.to_string().contains(&id) && err.to_string().contains("5000"),
         "{err}"
@@ -141,7 +141,7 @@ fn truncated_object_fails_the_size_check() {
     fs::write(&p2, b"").unwrap();
     assert!(matches!(
         store.read_object(&id2, false),
-        Err(StoreError::Corrupt { .. })
+        Err(StoreError::CorruptObject { .. })
     ));
 }
 

@@ -11,6 +11,7 @@ use crate::glabs::{ApiError, Client};
 use crate::output::Layout;
 use crate::plan::Status;
 use crate::progress::{Event, Fancy, Plain, Reporter, Silent};
+use crate::repair::{Outcome, Repairer};
 use serde_json::json;
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -83,6 +84,9 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
     }
 
     let layout = Layout::new(&s.out, &s.project.flow.name);
+    // Every stored object handed on is verified; a rotten one is repaired
+    // from a good copy before anything is paid (repair.rs).
+    let repairer = Arc::new(Repairer::new(store.clone(), Some(layout.clone())));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -109,6 +113,7 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
                 report.clone(),
                 mirror.clone(),
                 &layout,
+                repairer.clone(),
             )
             .await?
         };
@@ -118,6 +123,7 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
                 crate::publish::publish(
                     &store,
                     m.as_ref(),
+                    &repairer,
                     &s.project,
                     &compiled,
                     &mut run_report,
@@ -145,10 +151,12 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
         },
         None => crate::output::Urls::default(),
     };
-    let written = crate::output::write(&store, &s.project.flow, &compiled, &run_report, &layout, &urls, chrono::Local::now()).map_err(|e| {
+    let written = crate::output::write(&store, &repairer, &s.project.flow, &compiled, &run_report, &layout, &urls, chrono::Local::now()).map_err(|e| {
         Error::io(format!("cannot write the outputs under {}", s.out.display()), &e).cause("every candidate that arrived is kept in the store: rerunning writes the outputs without new calls")
     })?;
     phase("write outputs");
+    let repairs = repairer.outcomes();
+    report_repairs(&repairs, s.quiet);
     let count = |st: TaskState| run_report.outcomes.iter().filter(|o| o.state == st).count();
     let failed = count(TaskState::Failed);
     let skipped = count(TaskState::Skipped);
@@ -166,6 +174,7 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
         "calls": {"image": run_report.image_calls, "video": run_report.video_calls, "qa": run_report.qa_calls},
         "uploads": published.as_ref().map(|p| p.uploaded + run_report.uploads),
         "credits": run_report.credits,
+        "repairs": repairs,
         "duration_ms": started.elapsed().as_millis() as u64,
     });
     let _ = store.append_run(&json!({"at": crate::exec::runner::now_ms(), "summary": summary}));
@@ -187,7 +196,8 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
     }
     let not_run_by_stop = run_report.halted.is_some() && count(TaskState::NotRun) > 0;
     // A candidate out of QA attempts counts as a failure (its task is built).
-    let any_failure = run_report.outcomes.iter().any(|o| !o.failures.is_empty());
+    let any_failure =
+        run_report.outcomes.iter().any(|o| !o.failures.is_empty()) || repairer.lost() > 0;
     Ok(
         if failed + skipped > 0 || any_failure || not_run_by_stop || run_report.interrupted {
             1
@@ -197,8 +207,28 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
     )
 }
 
+/// Say what the verified reads found: objects put back from a good copy,
+/// and candidates lost (no good copy), each with its task.
+fn report_repairs(repairs: &[Outcome], quiet: bool) {
+    for o in repairs {
+        match o {
+            Outcome::Repaired { .. } if !quiet => eprintln!("warning: {}", o.describe()),
+            Outcome::Repaired { .. } | Outcome::Intact { .. } => {}
+            Outcome::Lost { .. } => {
+                eprintln!("error: {}", o.describe());
+                eprintln!(
+                    "hint: `nbbuild plan` shows the task stale (candidate corrupted in the store); \
+                     the next build regenerates that candidate"
+                );
+            }
+            Outcome::Failed { .. } => eprintln!("error: {}", o.describe()),
+        }
+    }
+}
+
 /// Generate what the plan says is stale, against the configured server (or
 /// the built-in simulator).
+#[allow(clippy::too_many_arguments)]
 async fn execute(
     s: &Settings,
     decider: &Arc<crate::plan::Decider>,
@@ -207,6 +237,7 @@ async fn execute(
     report: Arc<dyn Reporter>,
     mirror: Option<Arc<dyn crate::mirror::Mirror>>,
     layout: &Layout,
+    repair: Arc<Repairer>,
 ) -> Result<RunReport> {
     let calls = plan.image_calls + plan.video_calls;
 
@@ -259,6 +290,7 @@ async fn execute(
             wf: layout.wf.clone(),
             ver: layout.ver.clone(),
         }),
+        repair: Some(repair),
     };
     let exec = Executor::new(store.clone(), client, &s.project.dir, report.clone(), opts);
     report.event(Event::Start {

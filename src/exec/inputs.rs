@@ -6,8 +6,9 @@
 //! store; picks nbbuild made are store objects already.
 
 use crate::glabs::RefImage;
+use crate::repair::Repairer;
 use base64::Engine;
-use nbbuild_cache::Store;
+use nbbuild_cache::{Store, StoreError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,8 @@ pub struct Inputs {
     dir: PathBuf,
     http: reqwest::Client,
     bytes: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+    /// Puts back a stored object whose verified read failed.
+    repair: Option<Arc<Repairer>>,
 }
 
 impl Inputs {
@@ -35,6 +38,32 @@ impl Inputs {
             dir: dir.to_path_buf(),
             http,
             bytes: Mutex::new(HashMap::new()),
+            repair: None,
+        }
+    }
+
+    /// Repair rotten stored inputs through `repair` before they are sent.
+    pub fn repairing(mut self, repair: Option<Arc<Repairer>>) -> Inputs {
+        self.repair = repair;
+        self
+    }
+
+    /// The bytes of stored object `object`, only when they hash to its id;
+    /// a rotten or missing one is repaired first when it can be.
+    async fn verified(&self, object: &str) -> Result<Vec<u8>, StoreError> {
+        match self.store.read_object(object, true) {
+            Err(e) if crate::repair::repairable(&e) => match &self.repair {
+                Some(r) => {
+                    let outcome = r.repair(object).await;
+                    if outcome.usable() {
+                        self.store.read_object(object, true)
+                    } else {
+                        Err(e)
+                    }
+                }
+                None => Err(e),
+            },
+            r => r,
         }
     }
 
@@ -164,7 +193,9 @@ impl Inputs {
         })
     }
 
-    pub fn object_bytes(&self, object: &str, name: &str) -> Result<RefImage, String> {
+    /// The bytes of one of nbbuild's candidates, to send as an input: hashed
+    /// before they are handed on (a rotten object is never sent).
+    pub async fn object_bytes(&self, object: &str, name: &str) -> Result<RefImage, String> {
         let key = format!("object:{object}");
         if let Some(b) = self.cached(&key) {
             return Ok(RefImage {
@@ -172,10 +203,17 @@ impl Inputs {
                 bytes: b,
             });
         }
-        let b = self
-            .store
-            .read_object(object, false)
-            .map_err(|e| format!("stored candidate {object} cannot be read: {e}"))?;
+        let b = self.verified(object).await.map_err(|e| {
+            let lost = crate::repair::repairable(&e);
+            format!(
+                "stored candidate {object} cannot be sent: {e}{}",
+                if lost {
+                    " (no good copy was found; the next build regenerates it)"
+                } else {
+                    ""
+                }
+            )
+        })?;
         Ok(RefImage {
             name: name.into(),
             bytes: self.remember(&key, b),
@@ -205,8 +243,10 @@ impl Inputs {
         if let Some(b) = self.cached(url) {
             return Ok(RefImage { name, bytes: b });
         }
+        // Verified (a rotten copy is fetched again from the URL by the
+        // repair, or below when there is no repairer).
         if let Ok(Some(obj)) = self.store.url_object(url) {
-            if let Ok(b) = self.store.read_object(&obj, false) {
+            if let Ok(b) = self.verified(&obj).await {
                 return Ok(RefImage {
                     name,
                     bytes: self.remember(url, b),

@@ -39,6 +39,8 @@ pub struct ExecOptions {
     pub qa_attempts: u32,
     /// Publish each candidate as soon as it is stored (and past QA).
     pub mirror: Option<EagerMirror>,
+    /// Puts back stored inputs whose verified read fails (see `repair.rs`).
+    pub repair: Option<Arc<crate::repair::Repairer>>,
 }
 
 /// The mirror and the key layout, for uploads as candidates land.
@@ -124,7 +126,12 @@ impl Ctx {
             }
             if let Ok(url) = m
                 .mirror
-                .publish(&store.object_path(&object), &object_key, mime)
+                .publish_checked(
+                    &store.object_path(&object),
+                    &object_key,
+                    mime,
+                    Some(&object),
+                )
                 .await
             {
                 let _ = store.put_upload(&object, &id, &url);
@@ -231,7 +238,7 @@ impl Executor {
         opts: ExecOptions,
     ) -> Executor {
         let ctx = Ctx {
-            inputs: Inputs::new(store.clone(), dir),
+            inputs: Inputs::new(store.clone(), dir).repairing(opts.repair.clone()),
             store,
             client,
             report,
@@ -342,7 +349,7 @@ pub async fn review(ctx: &Ctx, reviewer: &dyn Reviewer, object: &str) -> Review 
     if let Ok(Some(v)) = ctx.store.verdict(object, &id) {
         return Review::from_verdict(&v);
     }
-    let bytes = match ctx.store.read_object(object, false) {
+    let bytes = match ctx.store.read_object(object, true) {
         Ok(b) => b,
         Err(e) => return Review::unreviewed(format!("cannot read the candidate: {e}")),
     };
@@ -531,9 +538,11 @@ async fn run_task(
         let r = match &inp.source {
             InputSource::File(p) => ctx.inputs.file_bytes(p),
             InputSource::Url(u) => ctx.inputs.url_bytes(u).await,
-            InputSource::Task(d) => ctx
-                .inputs
-                .object_bytes(&picks[d], &format!("input-{}.png", inp.slot)),
+            InputSource::Task(d) => {
+                ctx.inputs
+                    .object_bytes(&picks[d], &format!("input-{}.png", inp.slot))
+                    .await
+            }
         };
         match r {
             Ok(r) => refs.push(r),

@@ -41,8 +41,10 @@ fn io_error(what: String, e: std::io::Error) -> MirrorError {
 
 /// Copy `src` to `dest` unless a file of the same size is there; via a
 /// temporary file in the destination folder and a rename, so no reader ever
-/// sees half a file.
-fn copy_into(src: &Path, dest: &Path) -> Result<(), MirrorError> {
+/// sees half a file. With `expect`, the bytes are hashed as they are copied
+/// and renamed into place only when they hash to it.
+fn copy_into(src: &Path, dest: &Path, expect: Option<&str>) -> Result<(), MirrorError> {
+    use std::io::{Read, Write};
     let len = std::fs::metadata(src)
         .map_err(|e| io_error(format!("cannot read {}", src.display()), e))?
         .len();
@@ -61,8 +63,26 @@ fn copy_into(src: &Path, dest: &Path) -> Result<(), MirrorError> {
         .map_err(|e| io_error(format!("cannot write in {}", parent.display()), e))?;
     let mut input = std::fs::File::open(src)
         .map_err(|e| io_error(format!("cannot read {}", src.display()), e))?;
-    std::io::copy(&mut input, tmp.as_file_mut())
-        .map_err(|e| io_error(format!("cannot copy to {}", dest.display()), e))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_error(format!("cannot read {}", src.display()), e)),
+        };
+        hasher.update(&buf[..n]);
+        tmp.write_all(&buf[..n])
+            .map_err(|e| io_error(format!("cannot copy to {}", dest.display()), e))?;
+    }
+    if let Some(expected) = expect {
+        let actual = hasher.finalize().to_hex().to_string();
+        if actual != expected {
+            // The temporary file is removed on drop: dest never sees it.
+            return Err(MirrorError::mismatch(src, expected, &actual));
+        }
+    }
     tmp.persist(dest)
         .map_err(|e| io_error(format!("cannot write {}", dest.display()), e.error))?;
     Ok(())
@@ -73,17 +93,19 @@ impl Mirror for DirMirror {
         format!("dir:{}", self.root.display())
     }
 
-    fn publish<'a>(
+    fn publish_checked<'a>(
         &'a self,
         path: &'a Path,
         key: &'a str,
         _mime: &'a str,
+        blake3: Option<&'a str>,
     ) -> BoxFuture<'a, Result<String, MirrorError>> {
         Box::pin(async move {
             check_key(key)?;
             let src = path.to_path_buf();
             let dest = self.root.join(key);
-            tokio::task::spawn_blocking(move || copy_into(&src, &dest))
+            let expect = blake3.map(str::to_string);
+            tokio::task::spawn_blocking(move || copy_into(&src, &dest, expect.as_deref()))
                 .await
                 .map_err(|e| MirrorError::new(format!("copy task failed: {e}")))??;
             Ok(self.url(key))

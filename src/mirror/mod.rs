@@ -30,6 +30,9 @@ pub struct MirrorError {
     /// Whether trying again later may succeed (network, 5xx, throttling), as
     /// opposed to a configuration problem (credentials, bucket, bad key).
     pub retryable: bool,
+    /// The file's bytes did not hash to the blake3 the caller expected, so
+    /// nothing was published (see [`Mirror::publish_checked`]).
+    pub mismatch: bool,
 }
 
 impl MirrorError {
@@ -38,6 +41,18 @@ impl MirrorError {
             message: message.into(),
             hint: None,
             retryable: false,
+            mismatch: false,
+        }
+    }
+    /// `path` does not hold the bytes named `expected`: refused before the
+    /// destination saw them.
+    pub fn mismatch(path: &Path, expected: &str, actual: &str) -> MirrorError {
+        MirrorError {
+            mismatch: true,
+            ..MirrorError::new(format!(
+                "{} does not hold object {expected} (its bytes hash to {actual}); nothing was published",
+                path.display()
+            ))
         }
     }
     pub fn hint(mut self, hint: impl Into<String>) -> MirrorError {
@@ -68,16 +83,34 @@ pub trait Mirror: Send + Sync {
     fn id(&self) -> String;
 
     /// Publish the local file `path` under object key `key` (content type
-    /// `mime`); return its public URL.
-    ///
-    /// Idempotent: when an object with that key and the same size already
-    /// exists, nothing is sent and the URL is returned. Large files go up in
-    /// parts streamed from disk; transient failures are retried with backoff.
+    /// `mime`); return its public URL. Same as [`Mirror::publish_checked`]
+    /// with no expected hash.
     fn publish<'a>(
         &'a self,
         path: &'a Path,
         key: &'a str,
         mime: &'a str,
+    ) -> BoxFuture<'a, Result<String, MirrorError>> {
+        self.publish_checked(path, key, mime, None)
+    }
+
+    /// Publish the local file `path` under object key `key` (content type
+    /// `mime`); return its public URL.
+    ///
+    /// With `blake3`, the bytes are hashed as they stream and must hash to
+    /// it: on a mismatch the upload is abandoned before the destination
+    /// holds the object, and the error has `mismatch` set.
+    ///
+    /// Idempotent: when an object with that key and the same size already
+    /// exists, nothing is sent and the URL is returned. Large files go up in
+    /// parts read from disk in order; transient failures are retried with
+    /// backoff.
+    fn publish_checked<'a>(
+        &'a self,
+        path: &'a Path,
+        key: &'a str,
+        mime: &'a str,
+        blake3: Option<&'a str>,
     ) -> BoxFuture<'a, Result<String, MirrorError>>;
 
     /// One cheap call that proves the mirror is usable (bucket exists,

@@ -21,11 +21,11 @@ use aws_sdk_s3::config::{
     SharedHttpClient,
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::{ByteStream, Length};
+use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -320,16 +320,26 @@ impl R2Mirror {
         }
     }
 
+    /// One PutObject. The file (at most `multipart_threshold` bytes) is
+    /// read into memory and hashed first, so what is checked is what is
+    /// sent, and a mismatch is refused before any request.
     async fn put_single(
         &self,
         path: &Path,
         key: &str,
         mime: &str,
-        len: u64,
-    ) -> Result<(), MirrorError> {
-        let body = ByteStream::from_path(path)
+        expect: Option<&str>,
+    ) -> Result<u64, MirrorError> {
+        let bytes = tokio::fs::read(path)
             .await
             .map_err(|e| MirrorError::new(format!("cannot read {}: {e}", path.display())))?;
+        if let Some(expected) = expect {
+            let actual = blake3::hash(&bytes).to_hex().to_string();
+            if actual != expected {
+                return Err(MirrorError::mismatch(path, expected, &actual));
+            }
+        }
+        let len = bytes.len() as u64;
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -337,11 +347,11 @@ impl R2Mirror {
             .content_type(mime)
             .cache_control(CACHE_CONTROL)
             .content_length(len as i64)
-            .body(body)
+            .body(ByteStream::from(bytes))
             .send()
             .await
             .map_err(|e| self.errors().sdk("upload", Some(key), e))?;
-        Ok(())
+        Ok(len)
     }
 
     async fn put_multipart(
@@ -350,6 +360,7 @@ impl R2Mirror {
         key: &str,
         mime: &str,
         len: u64,
+        expect: Option<&str>,
     ) -> Result<(), MirrorError> {
         // At most 10 000 parts: grow the part size for huge files.
         let part_size = self.part_size.max(len.div_ceil(10_000).div_ceil(MIB) * MIB);
@@ -371,7 +382,7 @@ impl R2Mirror {
             .retryable(true));
         };
         let result = self
-            .upload_parts(path, key, &upload_id, part_size, parts, len)
+            .upload_parts(path, key, &upload_id, part_size, parts, len, expect)
             .await;
         let completed = match result {
             Ok(completed) => completed,
@@ -400,8 +411,12 @@ impl R2Mirror {
         Ok(())
     }
 
-    /// Upload parts `1..=parts`, at most `part_concurrency` at once, each
-    /// streamed from its range of the file.
+    /// Upload parts `1..=parts`, at most `part_concurrency` at once. The
+    /// file is read once, in order, part by part: each part is hashed as it
+    /// is read and sent from memory (what is hashed is what is sent), so
+    /// with `expect` a mismatch is known before the upload is completed and
+    /// the destination never holds the object (the caller aborts it).
+    #[allow(clippy::too_many_arguments)]
     async fn upload_parts(
         &self,
         path: &Path,
@@ -410,7 +425,13 @@ impl R2Mirror {
         part_size: u64,
         parts: u64,
         len: u64,
+        expect: Option<&str>,
     ) -> Result<Vec<CompletedPart>, MirrorError> {
+        use tokio::io::AsyncReadExt;
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| MirrorError::new(format!("cannot read {}: {e}", path.display())))?;
+        let mut hasher = blake3::Hasher::new();
         let mut set = tokio::task::JoinSet::new();
         let mut done: Vec<CompletedPart> = Vec::with_capacity(parts as usize);
         let mut next = 1u64;
@@ -421,21 +442,20 @@ impl R2Mirror {
                 next += 1;
                 let offset = (n - 1) * part_size;
                 let size = part_size.min(len - offset);
+                let mut part = vec![0u8; size as usize];
+                if let Err(e) = file.read_exact(&mut part).await {
+                    first_error = Some(MirrorError::new(format!(
+                        "cannot read {} (part {n}): {e}",
+                        path.display()
+                    )));
+                    break;
+                }
+                hasher.update(&part);
                 let client = self.client.clone();
                 let (bucket, key, upload_id) =
                     (self.bucket.clone(), key.to_string(), upload_id.to_string());
-                let path: PathBuf = path.to_path_buf();
                 let errors = self.errors();
                 set.spawn(async move {
-                    let body = ByteStream::read_from()
-                        .path(&path)
-                        .offset(offset)
-                        .length(Length::Exact(size))
-                        .build()
-                        .await
-                        .map_err(|e| {
-                            MirrorError::new(format!("cannot read {}: {e}", path.display()))
-                        })?;
                     let out = client
                         .upload_part()
                         .bucket(bucket)
@@ -443,7 +463,7 @@ impl R2Mirror {
                         .upload_id(upload_id)
                         .part_number(n as i32)
                         .content_length(size as i64)
-                        .body(body)
+                        .body(ByteStream::from(part))
                         .send()
                         .await
                         .map_err(|e| errors.sdk(&format!("upload part {n}"), Some(&key), e))?;
@@ -469,6 +489,15 @@ impl R2Mirror {
         if let Some(e) = first_error {
             return Err(e);
         }
+        if let Some(expected) = expect {
+            // Nothing past the recorded length either.
+            let mut extra = [0u8; 1];
+            let more = file.read(&mut extra).await.unwrap_or(0);
+            let actual = hasher.finalize().to_hex().to_string();
+            if more > 0 || actual != expected {
+                return Err(MirrorError::mismatch(path, expected, &actual));
+            }
+        }
         done.sort_by_key(|p| p.part_number());
         Ok(done)
     }
@@ -492,15 +521,16 @@ impl Mirror for R2Mirror {
         format!("r2:{}@{}", self.bucket, self.endpoint_host)
     }
 
-    fn publish<'a>(
+    fn publish_checked<'a>(
         &'a self,
         path: &'a Path,
         key: &'a str,
         mime: &'a str,
+        blake3: Option<&'a str>,
     ) -> BoxFuture<'a, Result<String, MirrorError>> {
         Box::pin(async move {
             check_key(key)?;
-            let len = tokio::fs::metadata(path)
+            let mut len = tokio::fs::metadata(path)
                 .await
                 .map_err(|e| MirrorError::new(format!("cannot read {}: {e}", path.display())))?
                 .len();
@@ -509,10 +539,10 @@ impl Mirror for R2Mirror {
                 return Ok(self.url(key));
             }
             if len > self.multipart_threshold {
-                self.put_multipart(path, key, mime, len).await?;
+                self.put_multipart(path, key, mime, len, blake3).await?;
                 self.stats.multipart.fetch_add(1, Ordering::Relaxed);
             } else {
-                self.put_single(path, key, mime, len).await?;
+                len = self.put_single(path, key, mime, blake3).await?;
             }
             self.stats.uploads.fetch_add(1, Ordering::Relaxed);
             self.stats.bytes.fetch_add(len, Ordering::Relaxed);
@@ -647,6 +677,7 @@ impl Errors {
             message: self.clean(&err.message),
             hint: err.hint.map(|h| self.clean(&h)),
             retryable: err.retryable,
+            mismatch: false,
         }
     }
 }

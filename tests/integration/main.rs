@@ -20,3 +20,4 @@ mod resume;
 mod roundtrip;
 mod s3;
 mod validate;
+mod verify;
