@@ -12,7 +12,8 @@ Examples:
   nbbuild validate ad.nbflow --json     check a flow before spending anything
   nbbuild explain scene07               why scene 07 is fresh or stale, field by field
   nbbuild graph --format mermaid        the task graph
-  nbbuild cache ls                      what the store holds";
+  nbbuild cache ls                      what the store holds
+  nbbuild status --watch                what a running build is doing, until it ends";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -45,6 +46,8 @@ pub enum Command {
     /// Inspect and maintain the store
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// What the running build is doing (tasks, calls, credits, time left); else the last run
+    Status(StatusArgs),
     /// Serve the G-Labs protocol on loopback (offline runs, demos, tests)
     Sim(SimArgs),
     /// Print a shell completion script
@@ -223,6 +226,18 @@ pub struct CacheArgs {
     pub flow: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub store: CacheArgs,
+    /// Follow the running build until it ends (waits for one to start)
+    #[arg(long)]
+    pub watch: bool,
+    /// Seconds between refreshes with --watch
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub interval: f64,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -12,6 +12,7 @@ pub mod error;
 pub mod exec;
 pub mod flow;
 pub mod glabs;
+pub mod holder;
 pub mod key;
 pub mod mirror;
 pub mod names;
@@ -40,6 +41,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Plan(a)) => commands::plan::run(&a),
         Some(Command::Sim(a)) => commands::sim::run(&a),
         Some(Command::Cache(c)) => commands::cache::run(&c),
+        Some(Command::Status(a)) => commands::status::run(&a),
         Some(Command::Explain(a)) => commands::explain::run(&a),
         Some(Command::Completions { shell }) => {
             use clap::CommandFactory;

@@ -10,7 +10,6 @@ use crate::key::{diff, Preimage};
 use crate::plan::{PlanItem, Status};
 use serde_json::json;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 pub fn run(a: &ExplainArgs) -> Result<i32> {
     let (flow, sel) = match a.args.as_slice() {
@@ -33,8 +32,8 @@ pub fn run(a: &ExplainArgs) -> Result<i32> {
             message: e.message.replace("--only ", "selector "),
             ..e
         })?;
-    let store = Arc::new(s.open_store()?);
-    let plan = make_plan(&s, &compiled, &store);
+    let store = s.open_reader()?;
+    let plan = make_plan(&s, &compiled, &*store);
     let items: Vec<&PlanItem> = plan
         .items
         .iter()

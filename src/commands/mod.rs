@@ -7,4 +7,5 @@ pub mod graph;
 pub mod plan;
 pub mod settings;
 pub mod sim;
+pub mod status;
 pub mod validate;

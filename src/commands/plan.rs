@@ -5,16 +5,18 @@ use super::settings::Settings;
 use crate::cli::BuildArgs;
 use crate::compile::{Compiled, TaskKind};
 use crate::error::{Error, Result};
-use crate::exec::inputs::Inputs;
+use crate::holder::{StoreRead, Tasks};
 use crate::plan::{plan, Plan, PlanOptions, PlanView, Status};
-use nbbuild_cache::{Store, TaskRecord};
+use nbbuild_cache::TaskRecord;
 use serde_json::json;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 
-/// The store (and reference files) as planning sees them.
+/// The store (itself, or through the build holding it) and the reference
+/// files, as planning sees them.
 pub struct StoreView<'a> {
-    pub store: &'a Store,
-    pub inputs: &'a Inputs,
+    pub store: &'a dyn StoreRead,
+    /// The flow's folder: relative reference paths start there.
+    pub dir: &'a Path,
 }
 
 impl PlanView for StoreView<'_> {
@@ -24,7 +26,7 @@ impl PlanView for StoreView<'_> {
     fn previous(&self, label: &str, kind: TaskKind) -> Option<(String, TaskRecord)> {
         let mut found: Vec<_> = self
             .store
-            .find_by_name(label)
+            .tasks(Tasks::Named(label))
             .ok()?
             .into_iter()
             .filter(|(_, r)| r.preimage.get("kind").and_then(|k| k.as_str()) == Some(kind.as_str()))
@@ -32,16 +34,38 @@ impl PlanView for StoreView<'_> {
         found.sort_by_key(|(_, r)| r.updated);
         found.pop()
     }
-    fn file_hash(&self, path: &str) -> std::result::Result<String, String> {
-        self.inputs.file_hash(path)
+    /// blake3 of a local reference, from the store's cache while the file
+    /// is unchanged (the same recipe as `exec::inputs::Inputs::file_hash`).
+    fn file_hash(&self, p: &str) -> std::result::Result<String, String> {
+        let p = p.strip_prefix("file://").unwrap_or(p);
+        let path = match Path::new(p) {
+            abs if abs.is_absolute() => abs.to_path_buf(),
+            rel => self.dir.join(rel),
+        };
+        let unreadable = |e: &dyn std::fmt::Display| {
+            format!("cannot read reference image {}: {e}", path.display())
+        };
+        let meta = std::fs::metadata(&path).map_err(|e| unreadable(&e))?;
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or(0);
+        let canon: PathBuf = path.canonicalize().unwrap_or(path.clone());
+        if let Ok(Some(h)) = self.store.file_hash(&canon, meta.len(), mtime) {
+            return Ok(h);
+        }
+        let (h, _) = nbbuild_cache::hash_file(&path).map_err(|e| unreadable(&e))?;
+        self.store.remember_file_hash(&canon, meta.len(), mtime, &h);
+        Ok(h)
     }
 }
 
-pub fn make_plan(s: &Settings, compiled: &Compiled, store: &Arc<Store>) -> Plan {
-    let inputs = Inputs::new(store.clone(), &s.project.dir);
+pub fn make_plan(s: &Settings, compiled: &Compiled, store: &dyn StoreRead) -> Plan {
     let view = StoreView {
         store,
-        inputs: &inputs,
+        dir: &s.project.dir,
     };
     plan(
         compiled,
@@ -58,8 +82,8 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
     let s = Settings::resolve(args)?;
     let compiled = s.compile()?;
     let s = s.with_only(&compiled)?;
-    let store = Arc::new(s.open_store()?);
-    let p = make_plan(&s, &compiled, &store);
+    let store = s.open_reader()?;
+    let p = make_plan(&s, &compiled, &*store);
     if args.json {
         println!(
             "{}",

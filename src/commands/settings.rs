@@ -234,16 +234,22 @@ impl Settings {
         Ok(self)
     }
 
+    /// The store, for writing: refused while another process holds it.
     pub fn open_store(&self) -> Result<Store> {
         Store::open(&self.cache_dir).map_err(|e| {
-            let mut err = Error::env(format!(
-                "cannot open the store in {}",
-                self.cache_dir.display()
-            ))
-            .cause(e.to_string());
-            err.hint = e.hint();
+            let other = matches!(e, nbbuild_cache::StoreError::Locked { pid, .. }
+                if pid != 0 && pid != std::process::id());
+            let mut err = Error::store(&self.cache_dir, e);
+            if let (true, Some(h)) = (other, &err.hint) {
+                err.hint = Some(format!("{h}; `nbbuild status` shows what it is doing"));
+            }
             err
         })
+    }
+
+    /// The store, for reading: itself, or through the build holding it.
+    pub fn open_reader(&self) -> Result<crate::holder::Reader> {
+        crate::holder::open_read(&self.cache_dir)
     }
 }
 
