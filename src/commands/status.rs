@@ -6,7 +6,7 @@ use super::cache::store_dir;
 use super::plan::fmt_credits;
 use crate::cli::StatusArgs;
 use crate::error::{Error, Result};
-use crate::holder::client::HolderClient;
+use crate::holder::client::{ConnectError, HolderClient};
 use crate::holder::{open_read, Reader};
 use serde_json::{json, Value};
 use std::io::IsTerminal;
@@ -47,7 +47,27 @@ fn no_store(dir: &Path) -> Error {
 }
 
 /// The running build (keeping the connection to it), else the last run.
+/// The holder is asked first: while a build runs, status never tries the
+/// store itself.
 fn look(dir: &Path) -> Result<(Seen, Option<HolderClient>)> {
+    if let Ok(root) = std::fs::canonicalize(dir) {
+        match HolderClient::connect(&root) {
+            Ok(c) => {
+                if let Some(v) = c.status()? {
+                    return Ok((Seen::Live(v), Some(c)));
+                }
+            }
+            Err(e @ ConnectError::NoAccess(_)) => {
+                return Err(Error::env(format!(
+                    "cannot ask the process holding the store in {} what it is doing",
+                    root.display()
+                ))
+                .cause(e.to_string())
+                .hint("the store belongs to another user: run `nbbuild status` as that user"))
+            }
+            Err(_) => {}
+        }
+    }
     match open_read(dir)? {
         Reader::Store(s) => Ok((Seen::Last(s.runs()?.pop()), None)),
         Reader::Holder(c) => match c.status()? {
