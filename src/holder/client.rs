@@ -108,7 +108,7 @@ impl HolderClient {
             writer,
         };
         let answer = exchange(&mut conn, &json!({"op": "hello", "proto": PROTOCOL}))
-            .map_err(|e| ConnectError::NoAnswer(e.to_string()))?;
+            .map_err(|e| ConnectError::NoAnswer(io_text(&e, HELLO_TIMEOUT)))?;
         let hello: Hello = match answer {
             Answer::Ok(v) => serde_json::from_value(v)
                 .map_err(|e| ConnectError::NoAnswer(format!("a hello that is not one: {e}")))?,
@@ -148,7 +148,7 @@ impl HolderClient {
             .cause(why)
             .hint("run the command again; once that process is gone the store opens directly")
         };
-        match exchange(&mut conn, &req).map_err(|e| lost(e.to_string()))? {
+        match exchange(&mut conn, &req).map_err(|e| lost(io_text(&e, ANSWER_TIMEOUT)))? {
             Answer::Ok(v) => serde_json::from_value(v)
                 .map_err(|e| lost(format!("an answer that does not decode: {e}"))),
             Answer::Err { message, hint } => {
@@ -163,6 +163,16 @@ impl HolderClient {
     /// holder is not building.
     pub fn status(&self) -> Result<Option<Value>> {
         self.call(json!({"op": "status"}))
+    }
+}
+
+/// An I/O error as the user reads it; a read timeout says how long it waited.
+fn io_text(e: &std::io::Error, waited: Duration) -> String {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            format!("no answer within {}s", waited.as_secs())
+        }
+        _ => e.to_string(),
     }
 }
 

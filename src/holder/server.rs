@@ -30,6 +30,8 @@ const IDLE: Duration = Duration::from_secs(120);
 /// being answered (they hold the store) and removes the socket.
 pub struct Holder {
     root: PathBuf,
+    /// The listening socket (owned by the accept thread until it ends).
+    listener_fd: std::os::fd::RawFd,
     stop: Arc<AtomicBool>,
     accept: Option<std::thread::JoinHandle<()>>,
     conns: Arc<Conns>,
@@ -123,6 +125,7 @@ impl Holder {
         }
         let listener = with_socket_addr(&root, |p| UnixListener::bind(p))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        let listener_fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
         let stop = Arc::new(AtomicBool::new(false));
         let conns = Arc::new(Conns::default());
         let (stop2, conns2) = (stop.clone(), conns.clone());
@@ -170,6 +173,7 @@ impl Holder {
             })?;
         Ok(Holder {
             root,
+            listener_fd,
             stop,
             accept: Some(accept),
             conns,
@@ -184,11 +188,17 @@ impl Holder {
 impl Drop for Holder {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop, then end the connections being served.
+        // Wake the accept loop: shutting the listening socket down makes a
+        // blocked accept fail on Linux; a connection wakes it anywhere (and
+        // neither needs the other, so a deleted socket file cannot hang us).
+        // SAFETY: the fd is the listener's, which the accept thread keeps
+        // open until it has seen `stop`.
+        unsafe { libc::shutdown(self.listener_fd, libc::SHUT_RDWR) };
         let _ = with_socket_addr(&self.root, |p| UnixStream::connect(p));
         if let Some(t) = self.accept.take() {
             let _ = t.join();
         }
+        // Then end the connections being served.
         for c in lock(&self.conns.streams).values() {
             let _ = c.shutdown(std::net::Shutdown::Both);
         }
