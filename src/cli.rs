@@ -13,7 +13,8 @@ Examples:
   nbbuild explain scene07               why scene 07 is fresh or stale, field by field
   nbbuild graph --format mermaid        the task graph
   nbbuild cache ls                      what the store holds
-  nbbuild spend --since 2026-11-01      what the builds spent, per run, day and flow";
+  nbbuild spend --since 2026-11-01      what the builds spent, per run, day and flow
+  nbbuild status --watch                what a running build is doing, until it ends";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -48,6 +49,8 @@ pub enum Command {
     Cache(CacheCommand),
     /// The spend ledger: every run's calls, credits, flow and outcome, with totals
     Spend(SpendArgs),
+    /// What the running build is doing (tasks, calls, credits, time left); else the last run
+    Status(StatusArgs),
     /// Serve the G-Labs protocol on loopback (offline runs, demos, tests)
     Sim(SimArgs),
     /// Print a shell completion script
@@ -255,6 +258,18 @@ pub struct SpendArgs {
     pub since: Option<String>,
     #[command(flatten)]
     pub store: CacheArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub store: CacheArgs,
+    /// Follow the running build until it ends (waits for one to start)
+    #[arg(long)]
+    pub watch: bool,
+    /// Seconds between refreshes with --watch
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub interval: f64,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -12,6 +12,7 @@ pub mod error;
 pub mod exec;
 pub mod flow;
 pub mod glabs;
+pub mod holder;
 pub mod key;
 pub mod migrate;
 pub mod mirror;
@@ -42,6 +43,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Plan(a)) => commands::plan::run(&a),
         Some(Command::Sim(a)) => commands::sim::run(&a),
         Some(Command::Cache(c)) => commands::cache::run(&c),
+        Some(Command::Status(a)) => commands::status::run(&a),
         Some(Command::Explain(a)) => commands::explain::run(&a),
         Some(Command::Spend(a)) => commands::spend::run(&a),
         Some(Command::Completions { shell }) => {

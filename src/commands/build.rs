@@ -8,13 +8,15 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::exec::runner::Policy;
 use crate::exec::{ExecOptions, Executor, RunReport, TaskOutcome, TaskState};
 use crate::glabs::{ApiError, Client};
+use crate::holder::live::{Live, LiveReporter};
+use crate::holder::server::Holder;
 use crate::output::Layout;
 use crate::plan::Status;
 use crate::progress::{Event, Fancy, Plain, Reporter, Silent};
 use crate::repair::{Outcome, Repairer};
 use serde_json::json;
 use std::io::IsTerminal;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub fn run(args: &BuildArgs) -> Result<i32> {
@@ -33,7 +35,23 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
     for n in store.notices() {
         eprintln!("note: {n}");
     }
-    let report: Arc<dyn Reporter> = if s.json && s.quiet {
+    // Other processes read the store through this one while it builds
+    // (`nbbuild status`, `plan`, `cache ls`...).
+    let live = Arc::new(Mutex::new(Live::new(
+        &compiled,
+        &s.prices,
+        &s.project.flow_path.display().to_string(),
+        s.concurrency,
+    )));
+    let _holder = match Holder::start(store.clone(), Some(live.clone())) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            eprintln!("note: other commands cannot read the store while this build runs: {e}");
+            None
+        }
+    };
+    let set_phase = |p: &'static str| live.lock().unwrap_or_else(|e| e.into_inner()).phase(p);
+    let terminal: Arc<dyn Reporter> = if s.json && s.quiet {
         Arc::new(Silent)
     } else if std::io::stderr().is_terminal() && !s.no_progress && !s.quiet {
         Arc::new(Fancy::new())
@@ -43,10 +61,15 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
             quiet: s.quiet,
         })
     };
+    let report: Arc<dyn Reporter> = Arc::new(LiveReporter {
+        inner: terminal,
+        live: live.clone(),
+    });
 
     // The plan comes first: what will run, why, and what it will cost.
-    let decider = make_decider(&s, &compiled, &store);
+    let decider = make_decider(&s, &compiled, store.clone(), Some(&store));
     let plan = decider.plan();
+    live.lock().unwrap_or_else(|e| e.into_inner()).quote(&plan);
     phase("plan");
     if !s.quiet {
         print_plan(&compiled, &plan, false, &mut std::io::stderr());
@@ -102,6 +125,7 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
             .iter()
             .all(|i| matches!(i.status, Status::Fresh | Status::Skipped { .. }))
             && qa_settled(&s, &compiled, &plan);
+        set_phase("generating");
         let mut run_report = if settled {
             settled_report(&compiled, &plan)
         } else {
@@ -118,6 +142,7 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
             .await?
         };
         report.finish();
+        set_phase("publishing");
         let published = match &mirror {
             Some(m) => Some(
                 crate::publish::publish(
@@ -143,6 +168,7 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
     }
 
     // Outputs, for everything that is done.
+    set_phase("writing outputs");
     let urls = match &published {
         Some(p) => crate::output::Urls {
             objects: p.objects.clone(),
@@ -177,6 +203,9 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
         "repairs": repairs,
         "duration_ms": started.elapsed().as_millis() as u64,
     });
+    live.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .finish(summary.clone());
     let _ = store.append_run(&json!({"at": crate::exec::runner::now_ms(), "summary": summary}));
     phase("record the run");
     if !s.quiet {

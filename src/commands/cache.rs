@@ -3,6 +3,7 @@
 use crate::cli::{CacheArgs, CacheCommand};
 use crate::error::{Error, Result};
 use crate::exec::runner::now_ms;
+use crate::holder::{Reader, Tasks};
 use crate::output::Layout;
 use crate::repair::{Outcome, Repairer};
 use nbbuild_cache::{ProblemKind, Store, TaskRecord};
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The store folder: `--cache-dir`, else `.nbbuild/` beside the flow.
-fn store_dir(a: &CacheArgs) -> Result<PathBuf> {
+pub(crate) fn store_dir(a: &CacheArgs) -> Result<PathBuf> {
     if let Some(d) = &a.cache_dir {
         return Ok(d.clone());
     }
@@ -26,18 +27,25 @@ fn store_dir(a: &CacheArgs) -> Result<PathBuf> {
     Ok(dir.join(".nbbuild"))
 }
 
-pub(crate) fn open(a: &CacheArgs) -> Result<Store> {
+/// The folder of an existing store.
+pub(crate) fn existing_store_dir(a: &CacheArgs) -> Result<PathBuf> {
     let dir = store_dir(a)?;
     if !dir.join("db").exists() {
         return Err(Error::usage(format!("no store in {}", dir.display()))
             .hint("a build creates it; or point at one with --cache-dir"));
     }
-    Store::open(&dir).map_err(|e| {
-        let mut err =
-            Error::env(format!("cannot open the store in {}", dir.display())).cause(e.to_string());
-        err.hint = e.hint();
-        err
-    })
+    Ok(dir)
+}
+
+/// The store, for writing (and for `verify`, which must not race a build).
+fn open(a: &CacheArgs) -> Result<Store> {
+    let dir = existing_store_dir(a)?;
+    Store::open(&dir).map_err(|e| Error::store(&dir, e))
+}
+
+/// The store, for reading: itself, or through the build holding it.
+pub(crate) fn open_read(a: &CacheArgs) -> Result<Reader> {
+    crate::holder::open_read(&existing_store_dir(a)?)
 }
 
 fn print_json(v: &serde_json::Value) -> Result<()> {
@@ -101,8 +109,8 @@ pub fn run(cmd: &CacheCommand) -> Result<i32> {
             Ok(0)
         }
         CacheCommand::Ls(a) => {
-            let store = open(a)?;
-            let mut tasks = store.tasks()?;
+            let store = open_read(a)?;
+            let mut tasks = store.tasks(Tasks::All)?;
             tasks.sort_by(|x, y| x.1.name.cmp(&y.1.name).then(y.1.updated.cmp(&x.1.updated)));
             if a.json {
                 let rows: Vec<_> = tasks
@@ -138,13 +146,19 @@ pub fn run(cmd: &CacheCommand) -> Result<i32> {
             Ok(0)
         }
         CacheCommand::Show { what, args } => {
-            let store = open(args)?;
-            let mut found = store.find_by_name(what)?;
+            let store = open_read(args)?;
+            let mut found = store.tasks(Tasks::Named(what))?;
             if found.is_empty() && what.len() >= 4 && what.chars().all(|c| c.is_ascii_hexdigit()) {
-                found = store.find_by_prefix(&what.to_ascii_lowercase())?;
+                found = store.tasks(Tasks::KeyPrefix(&what.to_ascii_lowercase()))?;
             }
             if found.is_empty() {
-                let names = store.task_names()?;
+                let mut names: Vec<String> = store
+                    .tasks(Tasks::All)?
+                    .into_iter()
+                    .map(|(_, r)| r.name)
+                    .collect();
+                names.sort();
+                names.dedup();
                 return Err(Error::usage(format!("the store holds no task {what:?}"))
                     .cause(format!("names: {}", names.join(", ")))
                     .hint("give a task name (scene07) or a key prefix from `nbbuild cache ls`"));
@@ -215,7 +229,7 @@ pub fn run(cmd: &CacheCommand) -> Result<i32> {
             Ok(0)
         }
         CacheCommand::Stats(a) => {
-            let store = open(a)?;
+            let store = open_read(a)?;
             let s = store.stats()?;
             if a.json {
                 print_json(&json!({"path": store.root().display().to_string(), "stats": s}))?;

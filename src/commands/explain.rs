@@ -2,7 +2,6 @@
 //! from the very preimage that was hashed: the stored one beside the
 //! current one, field by field, prompts as a line diff.
 
-use super::plan::make_plan;
 use super::settings::Settings;
 use crate::cli::{BuildArgs, ExplainArgs};
 use crate::error::{Error, Result};
@@ -33,8 +32,7 @@ pub fn run(a: &ExplainArgs) -> Result<i32> {
             message: e.message.replace("--only ", "selector "),
             ..e
         })?;
-    let store = Arc::new(s.open_store()?);
-    let plan = make_plan(&s, &compiled, &store);
+    let plan = super::plan::decider_for(&s, &compiled, s.open_reader()?).plan();
     let items: Vec<&PlanItem> = plan
         .items
         .iter()
@@ -44,7 +42,7 @@ pub fn run(a: &ExplainArgs) -> Result<i32> {
         let out: Vec<_> = items
             .iter()
             .map(|i| {
-                let stored = i.key.as_ref().and_then(|k| store.task(k).ok().flatten()).and_then(|r| Preimage::from_value(&r.preimage));
+                let stored = i.record.as_ref().and_then(|r| Preimage::from_value(&r.preimage));
                 let changes = match (&i.previous, &i.preimage) {
                     (Some((_, old)), Some(new)) => diff(old, new),
                     _ => Vec::new(),

@@ -8,4 +8,5 @@ pub mod plan;
 pub mod settings;
 pub mod sim;
 pub mod spend;
+pub mod status;
 pub mod validate;

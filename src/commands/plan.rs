@@ -6,16 +6,20 @@ use crate::cli::BuildArgs;
 use crate::compile::{Compiled, InputSource, TaskKind};
 use crate::error::{Error, Result};
 use crate::exec::inputs::Inputs;
+use crate::holder::{Reader, StoreRead, Tasks};
 use crate::plan::{Decider, Plan, PlanOptions, PlanView, Status};
 use nbbuild_cache::{Store, TaskRecord};
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-/// The store (and reference files) as planning sees them.
+/// The store (itself, or through the build holding it) and the reference
+/// files, as planning sees them.
 pub struct StoreView {
-    pub store: Arc<Store>,
-    pub inputs: Arc<Inputs>,
+    pub store: Arc<dyn StoreRead + Send + Sync>,
+    /// The flow's folder: relative reference paths start there.
+    pub dir: PathBuf,
     /// References that could not be had, with why (from the reference step).
     pub unavailable: BTreeMap<String, String>,
 }
@@ -27,7 +31,7 @@ impl PlanView for StoreView {
     fn previous(&self, label: &str, kind: TaskKind) -> Option<(String, TaskRecord)> {
         let mut found: Vec<_> = self
             .store
-            .find_by_name(label)
+            .tasks(Tasks::Named(label))
             .ok()?
             .into_iter()
             .filter(|(_, r)| r.preimage.get("kind").and_then(|k| k.as_str()) == Some(kind.as_str()))
@@ -35,14 +39,50 @@ impl PlanView for StoreView {
         found.sort_by_key(|(_, r)| r.updated);
         found.pop()
     }
-    fn file_hash(&self, path: &str) -> std::result::Result<String, String> {
-        self.inputs.file_hash(path)
+    /// blake3 of a local reference, from the store's cache while the file
+    /// is unchanged (the same recipe as `exec::inputs::Inputs::file_hash`).
+    fn file_hash(&self, p: &str) -> std::result::Result<String, String> {
+        let path = crate::exec::inputs::resolve(&self.dir, p);
+        let unreadable = |e: &dyn std::fmt::Display| {
+            format!("cannot read reference image {}: {e}", path.display())
+        };
+        let meta = std::fs::metadata(&path).map_err(|e| unreadable(&e))?;
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or(0);
+        let canon: PathBuf = path.canonicalize().unwrap_or(path.clone());
+        if let Ok(Some(h)) = self.store.file_hash(&canon, meta.len(), mtime) {
+            return Ok(h);
+        }
+        let (h, _) = nbbuild_cache::hash_file(&path).map_err(|e| unreadable(&e))?;
+        self.store.remember_file_hash(&canon, meta.len(), mtime, &h);
+        Ok(h)
     }
+    /// The content behind a URL, without the network: `file://` and `data:`
+    /// locally; http(s) from what the store remembers (downloaded before, or
+    /// published by nbbuild).
     fn url_hash(&self, url: &str) -> std::result::Result<String, String> {
         if let Some(why) = self.unavailable.get(url) {
             return Err(why.clone());
         }
-        self.inputs.url_hash(url)
+        let lower = url.to_ascii_lowercase();
+        if lower.starts_with("file://") {
+            return self.file_hash(url);
+        }
+        if lower.starts_with("data:") {
+            return crate::exec::inputs::decode_data_url(url)
+                .map(|b| nbbuild_cache::hash_bytes(&b));
+        }
+        match self.store.url_object(url) {
+            Ok(Some(obj)) => Ok(obj),
+            Ok(None) => Err(format!(
+                "reference {url}: its content is unknown (not fetched yet: run without --offline, or after the running build)"
+            )),
+            Err(e) => Err(format!("cannot look up reference {url}: {}", e.message)),
+        }
     }
 }
 
@@ -70,11 +110,11 @@ pub fn reference_step(
     s: &Settings,
     compiled: &Compiled,
     store: &Arc<Store>,
-) -> (Arc<Inputs>, BTreeMap<String, String>) {
-    let inputs = Arc::new(Inputs::new(store.clone(), &s.project.dir));
+) -> BTreeMap<String, String> {
+    let inputs = Inputs::new(store.clone(), &s.project.dir);
     let urls = input_urls(compiled);
     if s.offline || urls.is_empty() {
-        return (inputs, BTreeMap::new());
+        return BTreeMap::new();
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -86,16 +126,26 @@ pub fn reference_step(
             .map(|u| (u, format!("cannot start the runtime to fetch it: {e}")))
             .collect(),
     };
-    (inputs, unavailable)
+    unavailable
 }
 
 /// The decider for this run: the one place that says what is fresh, stale
 /// or blocked, used by `plan`, `explain` and `build` (also while it runs).
-pub fn make_decider(s: &Settings, compiled: &Arc<Compiled>, store: &Arc<Store>) -> Arc<Decider> {
-    let (inputs, unavailable) = reference_step(s, compiled, store);
+/// `local` is the store when this process holds it: only then are unknown
+/// reference URLs fetched (the store remembers them).
+pub fn make_decider(
+    s: &Settings,
+    compiled: &Arc<Compiled>,
+    store: Arc<dyn StoreRead + Send + Sync>,
+    local: Option<&Arc<Store>>,
+) -> Arc<Decider> {
+    let unavailable = match local {
+        Some(st) => reference_step(s, compiled, st),
+        None => BTreeMap::new(),
+    };
     let view = StoreView {
-        store: store.clone(),
-        inputs,
+        store,
+        dir: s.project.dir.clone(),
         unavailable,
     };
     Arc::new(Decider::new(
@@ -109,16 +159,23 @@ pub fn make_decider(s: &Settings, compiled: &Arc<Compiled>, store: &Arc<Store>) 
     ))
 }
 
-pub fn make_plan(s: &Settings, compiled: &Arc<Compiled>, store: &Arc<Store>) -> Plan {
-    make_decider(s, compiled, store).plan()
+/// The decider over what `open_reader` gave: the store itself, or the build
+/// holding it.
+pub fn decider_for(s: &Settings, compiled: &Arc<Compiled>, reader: Reader) -> Arc<Decider> {
+    match reader {
+        Reader::Store(st) => {
+            let st = Arc::new(st);
+            make_decider(s, compiled, st.clone(), Some(&st))
+        }
+        Reader::Holder(c) => make_decider(s, compiled, Arc::new(c), None),
+    }
 }
 
 pub fn run(args: &BuildArgs) -> Result<i32> {
     let s = Settings::resolve(args)?;
     let compiled = Arc::new(s.compile()?);
     let s = s.with_only(&compiled)?;
-    let store = Arc::new(s.open_store()?);
-    let p = make_plan(&s, &compiled, &store);
+    let p = decider_for(&s, &compiled, s.open_reader()?).plan();
     if args.json {
         println!(
             "{}",

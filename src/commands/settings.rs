@@ -240,15 +240,16 @@ impl Settings {
         Ok(self)
     }
 
-    /// Open the store, migrating records of an older key format once.
+    /// The store, for writing: refused while another process holds it.
+    /// Records of an older key format are migrated once.
     pub fn open_store(&self) -> Result<Store> {
         let store = Store::open(&self.cache_dir).map_err(|e| {
-            let mut err = Error::env(format!(
-                "cannot open the store in {}",
-                self.cache_dir.display()
-            ))
-            .cause(e.to_string());
-            err.hint = e.hint();
+            let other = matches!(e, nbbuild_cache::StoreError::Locked { pid, .. }
+                if pid != 0 && pid != std::process::id());
+            let mut err = Error::store(&self.cache_dir, e);
+            if let (true, Some(h)) = (other, &err.hint) {
+                err.hint = Some(format!("{h}; `nbbuild status` shows what it is doing"));
+            }
             err
         })?;
         crate::migrate::run(&store).map_err(|e| {
@@ -260,6 +261,11 @@ impl Settings {
             .cause(e.to_string())
         })?;
         Ok(store)
+    }
+
+    /// The store, for reading: itself, or through the build holding it.
+    pub fn open_reader(&self) -> Result<crate::holder::Reader> {
+        crate::holder::open_read(&self.cache_dir)
     }
 }
 

@@ -79,10 +79,9 @@ pub fn run(a: &SpendArgs) -> Result<i32> {
                 .hint("use YYYY-MM-DD, e.g. --since 2026-11-01"));
         }
     }
-    let store = super::cache::open(&a.store)?;
-    let records = store
-        .runs()
-        .map_err(|e| Error::env("cannot read the store's run records").cause(e.to_string()))?;
+    // Through the build holding the store, when one runs.
+    let store = super::cache::open_read(&a.store)?;
+    let records = store.runs()?;
     let runs: Vec<Run> = records
         .iter()
         .filter_map(run_of)

@@ -68,22 +68,7 @@ impl Inputs {
     }
 
     pub fn resolve(&self, p: &str) -> PathBuf {
-        let decoded;
-        let p = match p.strip_prefix("file://") {
-            Some(rest) => {
-                decoded = percent_encoding::percent_decode_str(rest)
-                    .decode_utf8_lossy()
-                    .into_owned();
-                decoded.as_str()
-            }
-            None => p,
-        };
-        let path = Path::new(p);
-        if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            self.dir.join(path)
-        }
+        resolve(&self.dir, p)
     }
 
     /// blake3 of a local file's bytes, from the store's cache when the file
@@ -106,25 +91,6 @@ impl Inputs {
             .map_err(|e| format!("cannot read reference image {}: {e}", path.display()))?;
         let _ = self.store.put_file_hash(&canon, meta.len(), mtime, &h);
         Ok(h)
-    }
-
-    /// blake3 of the content behind a URL, without any network: `file://`
-    /// and `data:` read locally; an http(s) URL from what the store
-    /// remembers (nbbuild downloaded it before, or published the object
-    /// there). Err when the content is not known (see [`Inputs::prefetch`]).
-    pub fn url_hash(&self, url: &str) -> Result<String, String> {
-        let lower = url.to_ascii_lowercase();
-        if lower.starts_with("file://") {
-            return self.file_hash(url);
-        }
-        if lower.starts_with("data:") {
-            return Ok(nbbuild_cache::hash_bytes(&decode_data_url(url)?));
-        }
-        match self.store.url_object(url) {
-            Ok(Some(obj)) => Ok(obj),
-            Ok(None) => Err(format!("reference {url} has not been fetched yet")),
-            Err(e) => Err(format!("the store cannot look up {url}: {e}")),
-        }
     }
 
     /// Fetch, once, every http(s) URL whose content the store does not know,
@@ -281,7 +247,28 @@ impl Inputs {
     }
 }
 
-fn decode_data_url(url: &str) -> Result<Vec<u8>, String> {
+/// A path as a flow names it (relative to the flow's folder `dir`, absolute,
+/// or a percent-encoded `file://` URL).
+pub fn resolve(dir: &Path, p: &str) -> PathBuf {
+    let decoded;
+    let p = match p.strip_prefix("file://") {
+        Some(rest) => {
+            decoded = percent_encoding::percent_decode_str(rest)
+                .decode_utf8_lossy()
+                .into_owned();
+            decoded.as_str()
+        }
+        None => p,
+    };
+    let path = Path::new(p);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        dir.join(path)
+    }
+}
+
+pub fn decode_data_url(url: &str) -> Result<Vec<u8>, String> {
     let data = url.split_once(',').map(|(_, d)| d).unwrap_or("");
     base64::engine::general_purpose::STANDARD
         .decode(data.trim())

@@ -8,6 +8,7 @@ mod chaos;
 mod compile;
 mod faults;
 mod harness;
+mod holder;
 mod identity;
 mod incremental;
 mod keys;
