@@ -154,6 +154,16 @@ fn reads_and_status_work_while_a_build_holds_the_store() {
     let show_during = ok_json(&t, &["cache", "show", "scene01", "--json"]);
     let explain_during = t.run(&["explain", "scene01", "--candidates", "3"]);
     explain_during.assert_code(0);
+    let text = t.run(&["status"]);
+    text.assert_code(0);
+    assert!(
+        text.stdout
+            .starts_with("build of ./ad.nbflow (generating, ")
+            && text.stdout.contains(" of 15 planned (")
+            && text.stdout.contains("credits  "),
+        "{}",
+        text.stdout
+    );
     // Writes are refused, naming the holder.
     let pid = build.id();
     let second = t.build(&sim, &BUILD);
@@ -450,4 +460,26 @@ fn a_holder_that_does_not_answer_gives_the_in_use_error() {
     );
     refused(&t.run(&["cache", "stats"]), "protocol 99");
     drop(newer);
+}
+
+#[test]
+fn status_needs_a_store_and_a_sane_interval() {
+    let t = Test::new().fixture("demo-offline.nbflow", "ad.nbflow");
+    let r = t.run(&["status"]);
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("error: no store in ./.nbbuild"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("hint: "), "{}", r.stderr);
+    let r = t.run(&["status", "--watch", "--interval", "0"]);
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("--interval 0 is out of range"),
+        "{}",
+        r.stderr
+    );
+    let r = t.run(&["status", "--interval", "-1"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
 }
