@@ -22,6 +22,7 @@ pub mod project;
 pub mod prompt;
 pub mod publish;
 pub mod qa;
+pub mod review;
 pub mod select;
 pub mod synth;
 
@@ -41,6 +42,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Sim(a)) => commands::sim::run(&a),
         Some(Command::Cache(c)) => commands::cache::run(&c),
         Some(Command::Explain(a)) => commands::explain::run(&a),
+        Some(Command::Review(a)) => commands::review::run(&a),
+        Some(Command::Picks(a)) => commands::picks::run(&a),
         Some(Command::Completions { shell }) => {
             use clap::CommandFactory;
             clap_complete::generate(

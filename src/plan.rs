@@ -181,7 +181,7 @@ fn judge(rec: &TaskRecord, n: u32) -> Option<Reason> {
 }
 
 /// The pick a fresh task hands downstream (same rule as the executor).
-fn pick(rec: &TaskRecord, n: u32) -> Option<String> {
+pub fn pick(rec: &TaskRecord, n: u32) -> Option<String> {
     let cands: Vec<_> = rec.candidates.iter().filter(|c| c.slot < n).collect();
     cands
         .iter()
