@@ -15,6 +15,7 @@ mod mirror_build;
 mod qa;
 mod qa_loop;
 mod resume;
+mod review;
 mod roundtrip;
 mod s3;
 mod validate;
