@@ -211,11 +211,14 @@ fn pick_now(app: &App, req: &PickReq) -> ApiResult {
     let gate_nodes: Vec<usize> = gates.iter().map(|g| g.index).collect();
     let r = app.access.with(|store| -> ApiResult {
         let plan = make_plan(&l.s, c, store);
+        let inputs = crate::exec::inputs::Inputs::new(store.clone(), &l.s.project.dir);
+        // An earlier key's take may be picked too (the user likes it better).
         let rec = plan
             .items
             .iter()
             .find(|i| i.task == t.index)
-            .and_then(|i| i.record.clone())
+            .and_then(|i| snapshot::record_for(store, &inputs, i, t))
+            .map(|(r, _)| r)
             .ok_or_else(|| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
@@ -318,7 +321,7 @@ fn flag_now(app: &App, req: &FlagReq) -> ApiResult {
         let (Some(key), Some(rec)) = (item.key.clone(), item.record.clone()) else {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                format!("{} has no candidates yet: build it first", t.label()),
+                format!("{} has no candidates under its current inputs: the next plain build makes new ones", t.label()),
             ));
         };
         let k = req.candidate;

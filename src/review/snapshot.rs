@@ -95,6 +95,23 @@ pub fn prompt_node<'a>(flow: &'a Flow, t: &Task) -> Option<(&'a Node, bool)> {
     })
 }
 
+/// The candidates the page shows for a task: the record under its planned
+/// key, else (the key changed, or is not known until an input is rebuilt)
+/// the newest record of the same task, which the next build replaces.
+/// The flag says whether it is the current key's.
+pub fn record_for(
+    store: &Arc<Store>,
+    inputs: &Inputs,
+    item: &crate::plan::PlanItem,
+    t: &Task,
+) -> Option<(TaskRecord, bool)> {
+    if let Some(r) = &item.record {
+        return Some((r.clone(), true));
+    }
+    let view = crate::commands::plan::StoreView { store, inputs };
+    crate::plan::PlanView::previous(&view, &t.label(), t.kind).map(|(_, r)| (r, false))
+}
+
 pub fn mime_of(kind: TaskKind) -> &'static str {
     match kind {
         TaskKind::Image => "image/png",
@@ -172,14 +189,6 @@ impl Ctx<'_> {
     fn object_src(&mut self, object: &str, mime: &'static str) -> Option<String> {
         let path = nbbuild_cache::object_file(self.store.root(), object)?;
         Some(self.src(object, Media { mime, path }))
-    }
-
-    fn record(&self, task: usize) -> Option<&TaskRecord> {
-        self.plan
-            .items
-            .iter()
-            .find(|i| i.task == task)
-            .and_then(|i| i.record.as_ref())
     }
 
     /// The object a gate's pick (a URL or a path, as written in the flow) is,
@@ -321,7 +330,9 @@ fn task_json(
 ) -> Value {
     let id = task_id(t);
     let n = t.params.candidates;
-    let rec = item.record.as_ref();
+    let found = record_for(cx.store, &cx.inputs, item, t);
+    let earlier = found.as_ref().is_some_and(|(_, cur)| !cur);
+    let rec = found.as_ref().map(|(r, _)| r);
     let current: Vec<&Candidate> = rec
         .map(|r| r.candidates.iter().filter(|c| c.slot < n).collect())
         .unwrap_or_default();
@@ -411,6 +422,7 @@ fn task_json(
         "credits": item.credits,
         "error": failure.map(|f| f.join("; ")),
         "in_flight": in_flight,
+        "earlier_key": earlier,
         "key": item.key,
         "key_short": item.key.as_ref().map(|k| k[..12.min(k.len())].to_string()),
         "prompt": t.prompt,
@@ -439,17 +451,29 @@ fn input_json(cx: &mut Ctx, t: &Task, inp: &crate::compile::TaskInput) -> Value 
         InputSource::Task(d) => {
             let dt = &cx.compiled.tasks[*d];
             let n = dt.params.candidates;
-            let obj = cx.record(*d).and_then(|r| crate::plan::pick(r, n));
+            let rec = cx
+                .plan
+                .items
+                .iter()
+                .find(|i| i.task == *d)
+                .and_then(|i| record_for(cx.store, &cx.inputs, i, dt));
+            let changes =
+                rec.as_ref().is_some_and(|(_, cur)| !cur) || cx.plan.stale().any(|i| i.task == *d);
+            let obj = rec.as_ref().and_then(|(r, _)| crate::plan::pick(r, n));
             let k = obj.as_ref().and_then(|o| {
-                cx.record(*d)
-                    .and_then(|r| r.candidates.iter().find(|c| &c.object == o))
+                rec.as_ref()
+                    .and_then(|(r, _)| r.candidates.iter().find(|c| &c.object == o))
                     .map(|c| c.slot + 1)
             });
             let src = obj
                 .as_deref()
                 .and_then(|o| cx.object_src(o, mime_of(dt.kind)));
             json!({"slot": inp.slot, "what": what, "gate": gate, "task": task_id(dt),
-                   "text": match k { Some(k) => format!("{} (auto-pick c{k})", dt.label()), None => format!("{} (not built yet)", dt.label()) },
+                   "text": match (k, changes) {
+                       (Some(k), false) => format!("{} (auto-pick c{k})", dt.label()),
+                       (Some(k), true) => format!("{} (auto-pick c{k}, rebuilt by the next build)", dt.label()),
+                       (None, _) => format!("{} (not built yet)", dt.label()),
+                   },
                    "src": src})
         }
         InputSource::File(p) | InputSource::Url(p) => {

@@ -172,8 +172,13 @@ function renderView() {
     v.append(el("div", { class: "empty", text: S.findings && S.findings.length ? "The flow has errors:\n" + S.findings.join("\n") : "No generation task in this flow." }));
     return;
   }
+  const byYou = t.candidates.filter((c) => c.flagged && c.qa && c.qa.human).length;
+  const byQa = t.candidates.filter((c) => c.flagged && !(c.qa && c.qa.human)).length;
+  const reason = t.state === "flagged"
+    ? [byYou ? `${byYou} flagged by you` : "", byQa ? `${byQa} flagged by QA` : ""].filter(Boolean).join(", ")
+    : t.reason;
   const why = t.state === "fresh" ? "fresh: nothing to build"
-    : `${STATE_TEXT[t.state] || t.state}${t.reason ? ": " + t.reason : ""}${t.calls ? ` (a plain build: ${plural(t.calls, "call")}, ~${credits(t.credits)} credits)` : ""}`;
+    : `${STATE_TEXT[t.state] || t.state}${reason ? ": " + reason : ""}${t.calls ? ` (a plain build: ${plural(t.calls, "call")}, ~${credits(t.credits)} credits)` : ""}`;
   const head = el("div", { class: "head", dataset: { task: t.name, kind: t.kind, id: t.id } },
     el("div", {},
       el("h1", {}, t.name, el("span", { class: "kindtag", text: t.kind === "video" ? "clip" : "still" })),
@@ -188,6 +193,9 @@ function renderView() {
   if (S.busy) {
     const log = el("div", { class: "log", id: "busylog", text: (S.busy.log || []).slice(-8).join("\n") || "starting…" });
     v.append(el("div", { class: "card" }, el("h4", { text: `re-roll running: ${S.busy.tasks.join(", ")}` }), log));
+  }
+  if (t.earlier_key && t.candidates.length) {
+    v.append(el("div", { class: "muted", style: "margin:-4px 0 10px", text: "These takes were made with earlier inputs: the next plain build replaces them (you can still pick one)." }));
   }
   if (!t.candidates.length) {
     v.append(el("div", { class: "empty", text: t.status === "fresh" ? "No candidates." : "Not built yet: a plain nbbuild builds it." }));
@@ -207,7 +215,7 @@ function candidate(t, c, wide) {
     : el("img", { src: c.src, alt: `${t.name} candidate ${c.k}`, decoding: "async" });
   if (t.kind === "video") media.muted = true;
   const qa = c.qa;
-  let qaText = "not reviewed", qaClass = "qa";
+  let qaText = t.kind === "video" ? "clips get no visual QA" : "not reviewed", qaClass = "qa";
   if (qa) {
     const who = qa.human ? "you" : "QA";
     if (qa.verdict === "flagged") { qaText = `flagged by ${who}${qa.tells && qa.tells.length ? ": " + qa.tells.join(", ") : ""}`; qaClass = "qa bad"; }
@@ -230,7 +238,7 @@ function candidate(t, c, wide) {
       el("div", { class: qaClass, text: qaText, title: qa ? `reviewer: ${qa.reviewer}` : "" }),
       el("div", { class: "btns" },
         t.pickable ? el("button", { dataset: { action: "pick" }, disabled: !canAct() || c.picked, onclick: () => pick(c.k), title: `Pick candidate ${c.k} (${c.k})` }, c.picked ? "Picked" : "Pick ", c.picked ? null : el("kbd", { text: String(c.k) })) : null,
-        c.flagged
+        t.earlier_key ? null : c.flagged
           ? el("button", { dataset: { action: "unflag" }, disabled: !canAct(), onclick: () => flag(c.k, false), title: "Unflag (x): accept it, over automatic QA" }, "Unflag ", el("kbd", { text: "x" }))
           : el("button", { dataset: { action: "flag" }, disabled: !canAct(), onclick: () => flag(c.k, true), title: "Flag (x): the next plain build re-rolls it" }, "Flag ", el("kbd", { text: "x" })))));
   return fig;
