@@ -893,3 +893,28 @@ fn a_human_flag_wins_over_automatic_qa_and_rerolls_only_that_candidate() {
     );
     assert_eq!(stale(&t), set(&[]));
 }
+
+/// With a mirror the pick is the candidate's mirrored URL. Fails until a
+/// URL nbbuild published enters keys by its content (issue 12, the
+/// "never pay twice" round-trip rule): until then the key sees the URL.
+#[test]
+fn in_a_browser_picking_the_mirrored_auto_pick_leaves_everything_fresh() {
+    let sim = Sim::start(fast_sim());
+    let t = Test::new().fixture("demo-offline.nbflow", "ad.nbflow");
+    t.build(&sim, &["--candidates", C, "--mirror", "dir:mirror"])
+        .assert_code(0);
+    let s = Server::start(&t, &sim, &["--mirror", "dir:mirror"]);
+    let c = s.task("scene01", "image")["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["auto_pick"] == true)
+        .unwrap()
+        .clone();
+    let url = c["url"].as_str().expect("a mirrored URL").to_string();
+    let out = s.browser(&[&format!("pick:scene01:image:{}", c["k"])]);
+    assert_eq!(out["steps"][0]["picked"], json!([c["k"]]), "{out}");
+    let flow: Value = serde_json::from_str(&t.read("ad.nbflow")).unwrap();
+    assert_eq!(props(&flow, 0, 4)["_lastApprovedData"], json!(url));
+    assert_eq!(stale(&t), set(&[]));
+}
