@@ -14,7 +14,9 @@ Examples:
   nbbuild graph --format mermaid        the task graph
   nbbuild cache ls                      what the store holds
   nbbuild spend --since 2026-11-01      what the builds spent, per run, day and flow
-  nbbuild status --watch                what a running build is doing, until it ends";
+  nbbuild status --watch                what a running build is doing, until it ends
+  nbbuild review                        review every take in the browser: pick, flag, re-roll
+  nbbuild picks --csv                   every approve gate's pick, keyed by tab and node id";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -53,6 +55,10 @@ pub enum Command {
     Status(StatusArgs),
     /// Serve the G-Labs protocol on loopback (offline runs, demos, tests)
     Sim(SimArgs),
+    /// Review every take in the browser: pick, flag, re-roll at a quoted cost
+    Review(ReviewArgs),
+    /// Print every approve gate's pick, keyed by tab and node id
+    Picks(PicksArgs),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -322,4 +328,109 @@ pub struct SimArgs {
     /// At most N tasks pending or running; a submit beyond answers 429 with Retry-After: 1
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub capacity: Option<u64>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReviewArgs {
+    /// The .nbflow file (default: the single one in the current folder)
+    pub flow: Option<PathBuf>,
+    /// Port to listen on (0: any free port)
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Address to listen on; anything but loopback is reachable from other machines
+    #[arg(long, default_value = "127.0.0.1", value_name = "HOST")]
+    pub host: String,
+    /// Open the page in the default browser
+    #[arg(long)]
+    pub open: bool,
+    /// Serve the page with every action disabled
+    #[arg(long)]
+    pub read_only: bool,
+    /// Write the page as static files (with the media) into DIR, then exit
+    #[arg(long, value_name = "DIR")]
+    pub export: Option<PathBuf>,
+    /// G-Labs base URL, for re-rolls
+    #[arg(long, env = "GLABS_SERVER")]
+    pub server: Option<String>,
+    /// G-Labs API key (never echoed, logged or stored)
+    #[arg(long, env = "GLABS_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Re-roll against the built-in simulator
+    #[arg(long)]
+    pub sim: bool,
+    /// Image used for reference nodes that hold no image
+    #[arg(long, value_name = "PATH")]
+    pub ref_image: Option<String>,
+    /// Generation tasks in flight at once during a re-roll (1..=5) [default: 3]
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<u32>,
+    /// Candidates per task, as the build uses [default: 4]
+    #[arg(long, value_name = "N")]
+    pub candidates: Option<u32>,
+    /// Visual QA reviewer for re-rolled stills
+    #[arg(long, value_enum)]
+    pub qa: Option<QaMode>,
+    /// Re-rolls allowed per flagged candidate (up to 10) [default: 3]
+    #[arg(long, value_name = "N")]
+    pub qa_attempts: Option<u32>,
+    /// Reviewer command for --qa command
+    #[arg(long, value_name = "CMD")]
+    pub qa_command: Option<String>,
+    /// Where re-rolled outputs are published: r2, dir:PATH or none
+    #[arg(long, value_name = "MIRROR")]
+    pub mirror: Option<String>,
+    /// Root of Generations/ and Assets/ [default: the flow's folder]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// The store [default: .nbbuild/ beside the flow]
+    #[arg(long, value_name = "DIR", env = "NBBUILD_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Refuse a re-roll past this estimated spend
+    #[arg(long, value_name = "CREDITS")]
+    pub budget: Option<f64>,
+}
+
+impl ReviewArgs {
+    /// The build options a re-roll from the page runs with.
+    pub fn build_args(&self) -> BuildArgs {
+        BuildArgs {
+            flow: self.flow.clone(),
+            server: self.server.clone(),
+            api_key: self.api_key.clone(),
+            sim: self.sim,
+            ref_image: self.ref_image.clone(),
+            concurrency: self.concurrency,
+            candidates: self.candidates,
+            qa: self.qa,
+            qa_attempts: self.qa_attempts,
+            qa_command: self.qa_command.clone(),
+            mirror: self.mirror.clone(),
+            out: self.out.clone(),
+            cache_dir: self.cache_dir.clone(),
+            budget: self.budget,
+            no_progress: true,
+            ..BuildArgs::default()
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PicksArgs {
+    /// The .nbflow file (default: the single one in the current folder)
+    pub flow: Option<PathBuf>,
+    /// One JSON object: every gate with its pick
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// CSV with a header row (for a sheet sync)
+    #[arg(long)]
+    pub csv: bool,
+    /// The store, to name which candidate each pick is [default: .nbbuild/ beside the flow]
+    #[arg(long, value_name = "DIR", env = "NBBUILD_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Candidates per task, as the build uses [default: 4]
+    #[arg(long, value_name = "N")]
+    pub candidates: Option<u32>,
+    /// Image used for reference nodes that hold no image
+    #[arg(long, value_name = "PATH")]
+    pub ref_image: Option<String>,
 }

@@ -25,6 +25,7 @@ pub mod prompt;
 pub mod publish;
 pub mod qa;
 pub mod repair;
+pub mod review;
 pub mod select;
 pub mod synth;
 
@@ -46,6 +47,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Status(a)) => commands::status::run(&a),
         Some(Command::Explain(a)) => commands::explain::run(&a),
         Some(Command::Spend(a)) => commands::spend::run(&a),
+        Some(Command::Review(a)) => commands::review::run(&a),
+        Some(Command::Picks(a)) => commands::picks::run(&a),
         Some(Command::Completions { shell }) => {
             use clap::CommandFactory;
             clap_complete::generate(

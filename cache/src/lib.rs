@@ -63,6 +63,20 @@ pub fn is_object_id(id: &str) -> bool {
     id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// Where object `id` lives in the store rooted at `root`, without opening
+/// the store (sled's lock is not needed to read bytes: objects are written
+/// once, by rename, and never change). `None` for a malformed id.
+pub fn object_file(root: &Path, id: &str) -> Option<PathBuf> {
+    is_object_id(id).then(|| root.join("objects").join(&id[..2]).join(&id[2..]))
+}
+
+/// The live process holding the store in `dir`, as its `LOCK` file names
+/// it, without opening the store (so asking never gets in that process's
+/// way). `None` when nobody holds it or the holder is gone.
+pub fn holder(dir: &Path) -> Option<LockInfo> {
+    lock::read_lock(&dir.join("LOCK")).filter(|i| pid_alive(i.pid))
+}
+
 /// The object id of `bytes`.
 pub fn hash_bytes(bytes: &[u8]) -> ObjectId {
     blake3::hash(bytes).to_hex().to_string()

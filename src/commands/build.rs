@@ -19,7 +19,29 @@ use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// What a caller running a build inside its own process (`nbbuild review`'s
+/// re-roll) can hand in; `Hooks::default()` is a plain `nbbuild` run.
+#[derive(Default)]
+pub struct Hooks {
+    /// An open store to use instead of opening one (the caller keeps reading it).
+    pub store: Option<Arc<nbbuild_cache::Store>>,
+    /// Progress goes here instead of the terminal.
+    pub reporter: Option<Arc<dyn Reporter>>,
+    /// Called with the plan before anything is spent; an error stops the run
+    /// (a quote that no longer matches what would be spent).
+    pub check_plan: Option<PlanCheck>,
+}
+
+/// A check of the plan a build is about to run.
+pub type PlanCheck = Box<
+    dyn Fn(&Settings, &crate::compile::Compiled, &crate::plan::Plan) -> Result<()> + Send + Sync,
+>;
+
 pub fn run(args: &BuildArgs) -> Result<i32> {
+    run_with(args, &Hooks::default())
+}
+
+pub fn run_with(args: &BuildArgs, hooks: &Hooks) -> Result<i32> {
     if args.dry_run {
         return super::plan::run(args);
     }
@@ -30,7 +52,10 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
     let compiled = Arc::new(s.compile()?);
     phase("parse, validate, compile");
     let s = s.with_only(&compiled)?;
-    let store = Arc::new(s.open_store()?);
+    let store = match &hooks.store {
+        Some(st) => st.clone(),
+        None => Arc::new(s.open_store()?),
+    };
     phase("open the store");
     for n in store.notices() {
         eprintln!("note: {n}");
@@ -51,7 +76,9 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
         }
     };
     let set_phase = |p: &'static str| live.lock().unwrap_or_else(|e| e.into_inner()).phase(p);
-    let terminal: Arc<dyn Reporter> = if s.json && s.quiet {
+    let terminal: Arc<dyn Reporter> = if let Some(r) = &hooks.reporter {
+        r.clone()
+    } else if s.json && s.quiet {
         Arc::new(Silent)
     } else if std::io::stderr().is_terminal() && !s.no_progress && !s.quiet {
         Arc::new(Fancy::new())
@@ -94,6 +121,9 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
             blocked.len()
         ))
         .hint("fix them and rerun, or drop --fail-fast to build the tasks they do not block"));
+    }
+    if let Some(check) = &hooks.check_plan {
+        check(&s, &compiled, &plan)?;
     }
     if let Some(budget) = s.budget {
         if plan.credits > budget + 1e-9 {
@@ -474,8 +504,10 @@ fn policy_from_env() -> Policy {
 fn qa_settled(s: &Settings, compiled: &crate::compile::Compiled, plan: &crate::plan::Plan) -> bool {
     let Some(id) = s.qa.id() else { return true };
     let judged = |c: &nbbuild_cache::Candidate| {
-        c.qa.as_ref()
-            .is_some_and(|v| v.reviewer == id && v.verdict != "unreviewed")
+        c.qa.as_ref().is_some_and(|v| {
+            (v.reviewer == id || v.reviewer == crate::qa::HUMAN_REVIEWER)
+                && v.verdict != "unreviewed"
+        })
     };
     plan.items
         .iter()

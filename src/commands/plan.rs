@@ -159,6 +159,21 @@ pub fn make_decider(
     ))
 }
 
+/// The plan of `compiled` over a store this process holds.
+pub fn make_plan(s: &Settings, compiled: &Arc<Compiled>, store: &Arc<Store>) -> Plan {
+    make_decider(s, compiled, store.clone(), Some(store)).plan()
+}
+
+/// The store as planning sees it, without the reference step (the
+/// references are known once a plan over it was made).
+pub fn store_view(s: &Settings, store: &Arc<Store>) -> StoreView {
+    StoreView {
+        store: store.clone(),
+        dir: s.project.dir.clone(),
+        unavailable: BTreeMap::new(),
+    }
+}
+
 /// The decider over what `open_reader` gave: the store itself, or the build
 /// holding it.
 pub fn decider_for(s: &Settings, compiled: &Arc<Compiled>, reader: Reader) -> Arc<Decider> {

@@ -374,10 +374,11 @@ async fn review_stored(ctx: &Ctx, key: &str, rec: &TaskRecord, n: u32) -> bool {
     let id = reviewer.id();
     let mut wrote = false;
     for c in rec.candidates.iter().filter(|c| c.slot < n) {
-        if c.qa
-            .as_ref()
-            .is_some_and(|v| v.reviewer == id && v.verdict != "unreviewed")
-        {
+        // A person's verdict (the review page) wins over automatic QA.
+        if c.qa.as_ref().is_some_and(|v| {
+            (v.reviewer == id || v.reviewer == crate::qa::HUMAN_REVIEWER)
+                && v.verdict != "unreviewed"
+        }) {
             continue;
         }
         let r = review(ctx, reviewer.as_ref(), &c.object).await;

@@ -33,6 +33,12 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 /// that should re-review cached images.
 pub const PROMPT_VERSION: &str = "p1";
 
+/// The reviewer id of verdicts a person gave on the review page
+/// (`nbbuild review`): stored like any reviewer's, under (image hash,
+/// `human`), and on the candidate itself, where it wins over automatic QA
+/// (the build never re-reviews a candidate a person judged).
+pub const HUMAN_REVIEWER: &str = "human";
+
 /// Exactly the tells nbbuild.md section 6 lists, and nothing else.
 pub const TELLS: &[&str] = &[
     "extra or missing fingers",

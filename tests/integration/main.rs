@@ -18,6 +18,7 @@ mod qa;
 mod qa_loop;
 mod reattach;
 mod resume;
+mod review;
 mod roundtrip;
 mod s3;
 mod validate;
