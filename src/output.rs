@@ -89,7 +89,7 @@ fn place(store: &Store, repair: &Repairer, c: &Candidate, dest: &Path) -> std::i
         Err(e) if crate::repair::repairable(&e) => {
             let outcome = repair.repair_blocking(&c.object);
             if outcome.usable() {
-                copy().map_err(|e| std::io::Error::other(e.to_string()))?;
+                copy().map_err(|e| as_io(&e))?;
                 Ok(true)
             } else if let crate::repair::Outcome::Failed { error, .. } = outcome {
                 Err(std::io::Error::other(error))
@@ -97,7 +97,7 @@ fn place(store: &Store, repair: &Repairer, c: &Candidate, dest: &Path) -> std::i
                 Ok(false)
             }
         }
-        Err(e) => Err(std::io::Error::other(e.to_string())),
+        Err(e) => Err(as_io(&e)),
     }
 }
 
@@ -447,4 +447,15 @@ fn newest_generated(dir: &Path, stem: &str) -> Option<PathBuf> {
         })
         .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
     newest
+}
+
+/// A store error as an I/O error that keeps the I/O kind (a full disk stays
+/// a full disk, so the user gets the hint to free space).
+fn as_io(e: &nbbuild_cache::StoreError) -> std::io::Error {
+    match e {
+        nbbuild_cache::StoreError::Io { source, .. } => {
+            std::io::Error::new(source.kind(), e.to_string())
+        }
+        other => std::io::Error::other(other.to_string()),
+    }
 }
