@@ -67,7 +67,7 @@ async fn run_all(
     };
     let view = nbbuild::commands::plan::StoreView {
         store: store.clone(),
-        inputs: Arc::new(nbbuild::exec::inputs::Inputs::new(store.clone(), dir)),
+        dir: dir.to_path_buf(),
         unavailable: Default::default(),
     };
     let decider = Arc::new(nbbuild::plan::Decider::new(
