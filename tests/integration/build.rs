@@ -454,11 +454,11 @@ fn large_clips_stream_through_to_disk() {
     );
     assert!(
         peak < baseline + CLIP / 2,
-        "peak memory {} MB with {} MB clips, {} MB with small ones",
+        "peak memory {} MiB with {} MiB clips, {} MiB with small ones",
         peak >> 20,
         CLIP >> 20,
         baseline >> 20
     );
-    eprintln!("peak {} MB, baseline {} MB", peak >> 20, baseline >> 20);
+    eprintln!("peak {} MiB, baseline {} MiB", peak >> 20, baseline >> 20);
     t.run(&["cache", "verify"]).assert_code(0);
 }
