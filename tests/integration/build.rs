@@ -200,6 +200,9 @@ fn mode_images_then_full_run_builds_only_the_videos() {
     assert_eq!(s["calls"]["image"], 0);
     assert_eq!(s["calls"]["video"], 4);
     assert_eq!(s["tasks"]["built"], 2);
+    // Counted by the simulator too: no still was asked for again.
+    let st = sim.stats();
+    assert_eq!((st.image_submits, st.video_submits), (10, 4));
 }
 
 #[test]
@@ -312,21 +315,150 @@ fn outputs_are_ordinary_readable_files() {
     }
 }
 
+/// Run `nbbuild` with `args` to the end, sampling its peak resident memory
+/// (VmHWM, a high-water mark, so a late sample still sees an early peak).
+/// Returns the run and the peak in bytes.
+fn run_measuring_memory(t: &Test, args: &[&str]) -> (crate::harness::Run, u64) {
+    let mut child = t
+        .command(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(text) = std::fs::read_to_string(&status) {
+            if let Some(kb) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kb * 1024);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let out = child.wait_with_output().unwrap();
+    let run = crate::harness::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(peak > 0, "no memory sample of the build");
+    (run, peak)
+}
+
+/// The bytes the simulator serves for the candidate of `name` in `slot`.
+fn served_bytes(t: &Test, sim: &Sim, name: &str, slot: u32) -> Vec<u8> {
+    let store = nbbuild_cache::Store::open(&t.path().join(".nbbuild")).unwrap();
+    let (_, rec) = store
+        .find_by_name(name)
+        .unwrap()
+        .into_iter()
+        .find(|(_, r)| r.candidates.iter().any(|c| c.mime == "video/mp4"))
+        .expect("the clip task");
+    let id = rec
+        .candidates
+        .iter()
+        .find(|c| c.slot == slot)
+        .and_then(|c| c.remote_task.clone())
+        .expect("the candidate's G-Labs task");
+    drop(store);
+    sim.rt.block_on(async {
+        let status: Value = reqwest::get(format!("{}/api/status/{id}", sim.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let url = status["results"][0].as_str().unwrap().to_string();
+        reqwest::get(url)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec()
+    })
+}
+
 #[test]
 fn large_clips_stream_through_to_disk() {
-    // 4 clips padded to 8 MB each: stored and placed whole, byte for byte.
+    const CLIP: u64 = 24_000_000;
+    let bucket = tempfile::tempdir().unwrap();
+    let s3 = crate::s3::start_s3(bucket.path());
+    // Published to an R2 mirror too, so the uploads (in parts) are measured.
+    let build_args = |sim: &Sim| {
+        vec![
+            "build".to_string(),
+            "--server".into(),
+            sim.url.clone(),
+            "--candidates".into(),
+            "2".into(),
+            "--mirror".into(),
+            "r2".into(),
+            "--json".into(),
+            "--no-progress".into(),
+        ]
+    };
+    let project = || {
+        Test::new()
+            .fixture("demo-offline.nbflow", "ad.nbflow")
+            .env("R2_ENDPOINT", &s3.endpoint)
+            .env("R2_BUCKET", &s3.bucket)
+            .env("R2_PUBLIC_URL", crate::s3::PUBLIC_URL)
+            .env("R2_ACCESS_KEY_ID", &s3.access_key)
+            .env("R2_SECRET_ACCESS_KEY", &s3.secret_key)
+    };
+    // The same build with small clips: the memory a build takes anyway.
+    let small = Sim::start(fast_sim());
+    let t = project();
+    let args = build_args(&small);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (r, baseline) = run_measuring_memory(&t, &args);
+    r.assert_code(0);
+
+    // 4 clips padded to 24 MB each: stored and placed whole, byte for byte
+    // what G-Labs served, without ever holding a clip in memory.
     let sim = Sim::start(nbbuild_sim::SimConfig {
-        clip_padding: 8_000_000,
+        clip_padding: CLIP,
         ..fast_sim()
     });
-    let t = Test::new().fixture("demo-offline.nbflow", "ad.nbflow");
-    let r = t.build(&sim, &["--candidates", "2"]);
+    let t = project();
+    let args = build_args(&sim);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (r, peak) = run_measuring_memory(&t, &args);
     r.assert_code(0);
+    assert_eq!(sim.stats().video_submits, 4);
     let clip = t
         .path()
         .join("Assets/XYZG1/generated-videos/v0-3/scene09-c1.mp4");
     let bytes = std::fs::read(&clip).unwrap();
-    assert!(bytes.len() > 8_000_000);
+    assert!(bytes.len() as u64 > CLIP);
     assert!(is_mp4(&bytes));
+    assert!(
+        bytes == served_bytes(&t, &sim, "scene09", 0),
+        "the placed clip differs from what G-Labs served"
+    );
+    let url = props(&t.generated(), 1, 10)["_savedVideos"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let key = url
+        .strip_prefix(&format!("{}/", crate::s3::PUBLIC_URL))
+        .unwrap();
+    assert!(
+        std::fs::read(s3.object_path(key)).unwrap() == bytes,
+        "the published clip differs"
+    );
+    assert!(
+        peak < baseline + CLIP / 2,
+        "peak memory {} MiB with {} MiB clips, {} MiB with small ones",
+        peak >> 20,
+        CLIP >> 20,
+        baseline >> 20
+    );
+    eprintln!("peak {} MiB, baseline {} MiB", peak >> 20, baseline >> 20);
     t.run(&["cache", "verify"]).assert_code(0);
 }

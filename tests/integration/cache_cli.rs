@@ -123,9 +123,15 @@ fn gc_dry_run_changes_nothing_and_gc_keeps_current_candidates() {
     assert!(gc["gc"]["objects_removed"].as_u64().unwrap() >= 1);
     t.run(&["cache", "verify"]).assert_code(0);
     // Everything current is still there: a plain build is a no-op.
+    let submitted = sim.stats();
     let again = t.build(&sim, &["--candidates", "2", "--mode", "images"]);
     again.assert_code(0);
     assert_eq!(again.json()["calls"]["image"], 0);
+    assert_eq!(
+        sim.stats(),
+        submitted,
+        "the simulator was asked for nothing"
+    );
 }
 
 #[test]

@@ -118,16 +118,18 @@ fn rate_limits_lost_tasks_and_dropped_connections_are_absorbed() {
             |s| s.lost == 3,
         ),
         (
-            // Drops come before any handler, so they create nothing; with
-            // seed 7 requests 0 and 4 are dropped whatever the timing.
+            // Drops come before any handler, so they create nothing (a
+            // dropped poll or download must be tried again, never paid
+            // again); with seed 5 requests 2, 10, 19 and 20 of the 20-odd
+            // every run makes are dropped, whatever the timing.
             "5% dropped connections",
             SimConfig {
                 drop_rate: 0.05,
-                seed: 7,
+                seed: 5,
                 ..fast_sim()
             },
             10,
-            |s| s.dropped >= 2,
+            |s| s.dropped >= 4,
         ),
     ];
     for (what, config, created, fired) in cases {
@@ -157,10 +159,11 @@ fn rate_limits_lost_tasks_and_dropped_connections_are_absorbed() {
 
 #[test]
 fn server_errors_end_the_run_with_api_errors_and_a_rerun_completes() {
-    // 80% of submits and polls answer 500: with 3 attempts a candidate fails
-    // about half the time, so some of the 10 surely do.
+    // 90% of submits and polls answer 500: with 3 attempts a candidate's
+    // submission fails 73% of the time, so some of the 10 surely do (all
+    // ten succeed about once in 500,000 runs).
     let sim = Sim::start(SimConfig {
-        error_rate: 0.8,
+        error_rate: 0.9,
         seed: 3,
         ..fast_sim()
     });
@@ -284,13 +287,14 @@ fn lost_tasks_after_a_server_restart_are_resubmitted() {
     assert_eq!(h.candidates.len(), 10);
     let ids = h.ids();
     let created = sim.created();
-    let resubmitted: Vec<_> = created
+    let resubmitted: Vec<(&str, u64, bool)> = created
         .iter()
         .filter(|c| !ids.contains(&c.task_id))
+        .map(|c| (c.task_id.as_str(), c.variant, c.forgotten))
         .collect();
     assert!(
-        resubmitted.iter().all(|c| c.forgotten),
-        "paid for tasks that were neither stored nor lost: {resubmitted:?}"
+        resubmitted.iter().all(|c| c.2),
+        "paid for tasks that were neither stored nor lost (id, variant, forgotten): {resubmitted:?}"
     );
     assert!(!resubmitted.is_empty(), "the restart cost something");
     assert_eq!(sim.stats().image_submits, 10 + resubmitted.len() as u64);

@@ -496,10 +496,18 @@ async fn command_reviewer_reads_the_verdict_from_stdout() {
 #[tokio::test]
 async fn command_reviewer_past_its_timeout_is_killed_and_unreviewed() {
     let dir = tempfile::tempdir().unwrap();
+    // The reviewer and a process it started write their pids, then wait.
     let slow = script(
         dir.path(),
         "slow.sh",
-        r#"sleep 20; echo '{"verdict": "clean", "tells": []}'"#,
+        &format!(
+            r#"echo $$ > '{d}/reviewer.pid'
+sleep 120 &
+echo $! > '{d}/helper.pid'
+wait
+echo '{{"verdict": "clean", "tells": []}}'"#,
+            d = dir.path().display()
+        ),
     );
     let img = dir.path().join("a.png");
     std::fs::write(&img, clean()).unwrap();
@@ -513,6 +521,28 @@ async fn command_reviewer_past_its_timeout_is_killed_and_unreviewed() {
         "{:?}",
         started.elapsed()
     );
+    // Both are gone (a zombie waiting for its parent to reap it counts as
+    // gone: it runs nothing), not merely left behind.
+    for name in ["reviewer.pid", "helper.pid"] {
+        let pid: u32 = std::fs::read_to_string(dir.path().join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .trim()
+            .parse()
+            .unwrap();
+        crate::harness::wait_until(&format!("{name} ({pid}) to die"), || !running(pid));
+    }
+}
+
+/// The process exists and is not a zombie.
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
 }
 
 #[tokio::test]

@@ -216,8 +216,32 @@ fn a_cycle_is_reported_with_its_path() {
 #[test]
 fn ref_image_fills_unwired_references() {
     let t = Test::new().fixture("broken/ref-no-image.nbflow", "flow.nbflow");
+    // Without it the empty reference is an error.
+    let run = t.run(&["validate"]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("error[ref-no-image]"), "{}", run.stderr);
     let run = t.run(&["validate", "--ref-image", "refs/avatar.png"]);
     run.assert_code(0);
+    // And the image fills the reference: the still's input is that file.
+    let graph = t.run(&[
+        "graph",
+        "--format",
+        "json",
+        "--ref-image",
+        "refs/avatar.png",
+    ]);
+    graph.assert_code(0);
+    let g = graph.json();
+    let still = g["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["kind"] == "image" && x["node_id"] == 3)
+        .expect("the still");
+    assert_eq!(
+        still["inputs"],
+        serde_json::json!([{"slot": 1, "from": "file", "value": "refs/avatar.png", "gate": null}])
+    );
 }
 
 #[test]
