@@ -163,24 +163,6 @@ impl Store {
                 "it changed size while being read ({len} -> {copied} bytes)"
             )));
         }
-        let f = tmp.as_file_mut();
-        f.seek(SeekFrom::Start(0)).map_err(writing)?;
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; COPY_BUF.min(len.max(1) as usize)];
-        loop {
-            match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    hasher.update(&buf[..n]);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(writing(e)),
-            }
-        }
-        let actual = hasher.finalize().to_hex().to_string();
-        if actual != id {
-            return Err(corrupt(format!("its bytes hash to {actual}")));
-        }
         if let Some(t) = modified {
             tmp.as_file().set_modified(t).map_err(writing)?;
         }
@@ -191,7 +173,38 @@ impl Store {
                 .set_permissions(fs::Permissions::from_mode(0o644))
                 .map_err(writing)?;
         }
-        tmp.as_file().sync_all().map_err(writing)?;
+        // The fsync (disk-bound) runs beside the hash (CPU-bound): the
+        // rename waits for both.
+        let syncing = tmp.as_file().try_clone().map_err(writing)?;
+        let f = tmp.as_file_mut();
+        let (hashed, synced) = std::thread::scope(|scope| {
+            let sync = scope.spawn(move || syncing.sync_all());
+            let hashed = (|| {
+                f.seek(SeekFrom::Start(0))?;
+                let mut hasher = blake3::Hasher::new();
+                let mut buf = vec![0u8; COPY_BUF.min(len.max(1) as usize)];
+                loop {
+                    match f.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            hasher.update(&buf[..n]);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(hasher.finalize().to_hex().to_string())
+            })();
+            let synced = sync
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the fsync thread panicked")));
+            (hashed, synced)
+        });
+        let actual = hashed.map_err(writing)?;
+        if actual != id {
+            return Err(corrupt(format!("its bytes hash to {actual}")));
+        }
+        synced.map_err(writing)?;
         tmp.persist(dest).map_err(|e| writing(e.error))?;
         Ok(len)
     }
