@@ -89,7 +89,7 @@ fn place(store: &Store, repair: &Repairer, c: &Candidate, dest: &Path) -> std::i
         Err(e) if crate::repair::repairable(&e) => {
             let outcome = repair.repair_blocking(&c.object);
             if outcome.usable() {
-                copy().map_err(|e| std::io::Error::other(e.to_string()))?;
+                copy().map_err(io_error)?;
                 Ok(true)
             } else if let crate::repair::Outcome::Failed { error, .. } = outcome {
                 Err(std::io::Error::other(error))
@@ -97,7 +97,18 @@ fn place(store: &Store, repair: &Repairer, c: &Candidate, dest: &Path) -> std::i
                 Ok(false)
             }
         }
-        Err(e) => Err(std::io::Error::other(e.to_string())),
+        Err(e) => Err(io_error(e)),
+    }
+}
+
+/// A store error as an I/O error, keeping the OS error's kind (a full disk
+/// stays "storage full", so the hint fits).
+fn io_error(e: nbbuild_cache::StoreError) -> std::io::Error {
+    match e {
+        nbbuild_cache::StoreError::Io { context, source } => {
+            std::io::Error::new(source.kind(), format!("{context}: {source}"))
+        }
+        other => std::io::Error::other(other.to_string()),
     }
 }
 
