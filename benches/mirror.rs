@@ -138,14 +138,25 @@ fn aws_cli(server: &s3::S3Server, prefix: &str, dir: &Path) -> Duration {
 async fn mirror(server: &s3::S3Server, prefix: &str, conc: usize, files: &[PathBuf]) -> Duration {
     let m = Arc::new(R2Mirror::connect(server.r2_config()).await.unwrap());
     let sem = Arc::new(tokio::sync::Semaphore::new(conc));
+    // As a build does: each file's blake3 is known (its store name) and the
+    // mirror hashes the bytes again as they go up (issue 20).
+    let hashes: Vec<String> = files
+        .iter()
+        .map(|f| {
+            blake3::hash(&std::fs::read(f).unwrap())
+                .to_hex()
+                .to_string()
+        })
+        .collect();
     let t = Instant::now();
     let mut set = tokio::task::JoinSet::new();
-    for f in files {
+    for (f, h) in files.iter().zip(hashes) {
         let (m, sem, f) = (m.clone(), sem.clone(), f.clone());
         let key = format!("{prefix}{}", f.file_name().unwrap().to_string_lossy());
         set.spawn(async move {
             let _permit = sem.acquire().await.unwrap();
-            m.publish(&f, &key, "application/octet-stream").await
+            m.publish_checked(&f, &key, "application/octet-stream", Some(&h))
+                .await
         });
     }
     while let Some(r) = set.join_next().await {

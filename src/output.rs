@@ -89,7 +89,7 @@ fn place(store: &Store, repair: &Repairer, c: &Candidate, dest: &Path) -> std::i
         Err(e) if crate::repair::repairable(&e) => {
             let outcome = repair.repair_blocking(&c.object);
             if outcome.usable() {
-                copy().map_err(|e| as_io(&e))?;
+                copy().map_err(io_error)?;
                 Ok(true)
             } else if let crate::repair::Outcome::Failed { error, .. } = outcome {
                 Err(std::io::Error::other(error))
@@ -97,7 +97,18 @@ fn place(store: &Store, repair: &Repairer, c: &Candidate, dest: &Path) -> std::i
                 Ok(false)
             }
         }
-        Err(e) => Err(as_io(&e)),
+        Err(e) => Err(io_error(e)),
+    }
+}
+
+/// A store error as an I/O error, keeping the OS error's kind (a full disk
+/// stays "storage full", so the hint fits).
+fn io_error(e: nbbuild_cache::StoreError) -> std::io::Error {
+    match e {
+        nbbuild_cache::StoreError::Io { context, source } => {
+            std::io::Error::new(source.kind(), format!("{context}: {source}"))
+        }
+        other => std::io::Error::other(other.to_string()),
     }
 }
 
@@ -447,15 +458,4 @@ fn newest_generated(dir: &Path, stem: &str) -> Option<PathBuf> {
         })
         .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
     newest
-}
-
-/// A store error as an I/O error that keeps the I/O kind (a full disk stays
-/// a full disk, so the user gets the hint to free space).
-fn as_io(e: &nbbuild_cache::StoreError) -> std::io::Error {
-    match e {
-        nbbuild_cache::StoreError::Io { source, .. } => {
-            std::io::Error::new(source.kind(), e.to_string())
-        }
-        other => std::io::Error::other(other.to_string()),
-    }
 }

@@ -273,15 +273,14 @@ fn report_repairs(repairs: &[Outcome], quiet: bool) {
         match o {
             Outcome::Repaired { .. } if !quiet => eprintln!("warning: {}", o.describe()),
             Outcome::Repaired { .. } | Outcome::Intact { .. } => {}
-            Outcome::Lost { .. } => {
-                eprintln!("error: {}", o.describe());
-                eprintln!(
-                    "hint: `nbbuild plan` shows the task stale (candidate corrupted in the store); \
-                     the next build regenerates that candidate"
-                );
-            }
-            Outcome::Failed { .. } => eprintln!("error: {}", o.describe()),
+            Outcome::Lost { .. } | Outcome::Failed { .. } => eprintln!("error: {}", o.describe()),
         }
+    }
+    if repairs.iter().any(|o| matches!(o, Outcome::Lost { .. })) {
+        eprintln!(
+            "hint: `nbbuild plan` shows those tasks stale (candidate corrupted in the store); \
+             the next build regenerates those candidates"
+        );
     }
 }
 

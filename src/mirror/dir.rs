@@ -41,10 +41,9 @@ fn io_error(what: String, e: std::io::Error) -> MirrorError {
 
 /// Copy `src` to `dest` unless a file of the same size is there; via a
 /// temporary file in the destination folder and a rename, so no reader ever
-/// sees half a file. With `expect`, the bytes are hashed as they are copied
-/// and renamed into place only when they hash to it.
+/// sees half a file. With `expect`, the copy's bytes are hashed and renamed
+/// into place only when they hash to it.
 fn copy_into(src: &Path, dest: &Path, expect: Option<&str>) -> Result<(), MirrorError> {
-    use std::io::{Read, Write};
     let len = std::fs::metadata(src)
         .map_err(|e| io_error(format!("cannot read {}", src.display()), e))?
         .len();
@@ -63,20 +62,28 @@ fn copy_into(src: &Path, dest: &Path, expect: Option<&str>) -> Result<(), Mirror
         .map_err(|e| io_error(format!("cannot write in {}", parent.display()), e))?;
     let mut input = std::fs::File::open(src)
         .map_err(|e| io_error(format!("cannot read {}", src.display()), e))?;
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_error(format!("cannot read {}", src.display()), e)),
-        };
-        hasher.update(&buf[..n]);
-        tmp.write_all(&buf[..n])
-            .map_err(|e| io_error(format!("cannot copy to {}", dest.display()), e))?;
-    }
+    std::io::copy(&mut input, tmp.as_file_mut())
+        .map_err(|e| io_error(format!("cannot copy to {}", dest.display()), e))?;
     if let Some(expected) = expect {
+        // The copy's bytes, read back from the page cache: what is checked
+        // is what lands at dest (see Store::copy_object_to for why not in
+        // the copy loop).
+        use std::io::{Read, Seek, SeekFrom};
+        let f = tmp.as_file_mut();
+        let reading = |e| io_error(format!("cannot read back {}", dest.display()), e);
+        f.seek(SeekFrom::Start(0)).map_err(reading)?;
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(reading(e)),
+            }
+        }
         let actual = hasher.finalize().to_hex().to_string();
         if actual != expected {
             // The temporary file is removed on drop: dest never sees it.

@@ -97,9 +97,10 @@ pub trait Mirror: Send + Sync {
     /// Publish the local file `path` under object key `key` (content type
     /// `mime`); return its public URL.
     ///
-    /// With `blake3`, the bytes are hashed as they stream and must hash to
-    /// it: on a mismatch the upload is abandoned before the destination
-    /// holds the object, and the error has `mismatch` set.
+    /// With `blake3`, the bytes sent must hash to it (r2 hashes what it sends
+    /// as it reads it; `dir:` hashes its copy before renaming it into place):
+    /// on a mismatch the upload is abandoned before the destination holds
+    /// the object, and the error has `mismatch` set.
     ///
     /// Idempotent: when an object with that key and the same size already
     /// exists, nothing is sent and the URL is returned. Large files go up in
