@@ -21,11 +21,11 @@ use aws_sdk_s3::config::{
     SharedHttpClient,
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -415,11 +415,11 @@ impl R2Mirror {
         Ok(())
     }
 
-    /// Upload parts `1..=parts`, at most `part_concurrency` at once. The
-    /// file is read once, in order, part by part: each part is hashed as it
-    /// is read and sent from memory (what is hashed is what is sent), so
-    /// with `expect` a mismatch is known before the upload is completed and
-    /// the destination never holds the object (the caller aborts it).
+    /// Upload parts `1..=parts`, at most `part_concurrency` at once, each
+    /// streamed from the file (a clip is never held in memory). With
+    /// `expect`, the whole file is hashed first: a mismatch is known before
+    /// any part is sent, and the destination never holds the object. Store
+    /// objects are immutable files, so what was hashed is what is sent.
     #[allow(clippy::too_many_arguments)]
     async fn upload_parts(
         &self,
@@ -431,11 +431,16 @@ impl R2Mirror {
         len: u64,
         expect: Option<&str>,
     ) -> Result<Vec<CompletedPart>, MirrorError> {
-        use tokio::io::AsyncReadExt;
-        let mut file = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| MirrorError::new(format!("cannot read {}: {e}", path.display())))?;
-        let mut hasher = blake3::Hasher::new();
+        if let Some(expected) = expect {
+            let p = path.to_path_buf();
+            let hashed = tokio::task::spawn_blocking(move || nbbuild_cache::hash_file(&p))
+                .await
+                .map_err(|e| MirrorError::new(format!("hashing task failed: {e}")))?
+                .map_err(|e| MirrorError::new(format!("cannot read {}: {e}", path.display())))?;
+            if hashed.0 != expected || hashed.1 != len {
+                return Err(MirrorError::mismatch(path, expected, &hashed.0));
+            }
+        }
         let mut set = tokio::task::JoinSet::new();
         let mut done: Vec<CompletedPart> = Vec::with_capacity(parts as usize);
         let mut next = 1u64;
@@ -446,20 +451,21 @@ impl R2Mirror {
                 next += 1;
                 let offset = (n - 1) * part_size;
                 let size = part_size.min(len - offset);
-                let mut part = vec![0u8; size as usize];
-                if let Err(e) = file.read_exact(&mut part).await {
-                    first_error = Some(MirrorError::new(format!(
-                        "cannot read {} (part {n}): {e}",
-                        path.display()
-                    )));
-                    break;
-                }
-                hasher.update(&part);
                 let client = self.client.clone();
                 let (bucket, key, upload_id) =
                     (self.bucket.clone(), key.to_string(), upload_id.to_string());
+                let path: PathBuf = path.to_path_buf();
                 let errors = self.errors();
                 set.spawn(async move {
+                    let body = ByteStream::read_from()
+                        .path(&path)
+                        .offset(offset)
+                        .length(Length::Exact(size))
+                        .build()
+                        .await
+                        .map_err(|e| {
+                            MirrorError::new(format!("cannot read {}: {e}", path.display()))
+                        })?;
                     let out = client
                         .upload_part()
                         .bucket(bucket)
@@ -467,7 +473,7 @@ impl R2Mirror {
                         .upload_id(upload_id)
                         .part_number(n as i32)
                         .content_length(size as i64)
-                        .body(ByteStream::from(part))
+                        .body(body)
                         .customize()
                         .disable_payload_signing()
                         .send()
@@ -494,15 +500,6 @@ impl R2Mirror {
         }
         if let Some(e) = first_error {
             return Err(e);
-        }
-        if let Some(expected) = expect {
-            // Nothing past the recorded length either.
-            let mut extra = [0u8; 1];
-            let more = file.read(&mut extra).await.unwrap_or(0);
-            let actual = hasher.finalize().to_hex().to_string();
-            if more > 0 || actual != expected {
-                return Err(MirrorError::mismatch(path, expected, &actual));
-            }
         }
         done.sort_by_key(|p| p.part_number());
         Ok(done)
