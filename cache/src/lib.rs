@@ -86,18 +86,24 @@ pub fn hash_bytes(bytes: &[u8]) -> ObjectId {
 pub fn hash_file(path: &Path) -> Result<(ObjectId, u64)> {
     let mut f = fs::File::open(path)
         .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
+    hash_reader(&mut f).map_err(|e| StoreError::io(format!("reading {}", path.display()), e))
+}
+
+/// Stream a reader through blake3 to its end: (id, size).
+pub(crate) fn hash_reader(r: &mut impl Read) -> io::Result<(ObjectId, u64)> {
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; COPY_BUF];
     let mut size = 0u64;
     loop {
-        let n = match f.read(&mut buf) {
+        match r.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(StoreError::io(format!("reading {}", path.display()), e)),
-        };
-        hasher.update(&buf[..n]);
-        size += n as u64;
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                size += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok((hasher.finalize().to_hex().to_string(), size))
 }

@@ -180,22 +180,10 @@ impl Store {
         let f = tmp.as_file_mut();
         let (hashed, synced) = std::thread::scope(|scope| {
             let sync = scope.spawn(move || syncing.sync_all());
-            let hashed = (|| {
-                f.seek(SeekFrom::Start(0))?;
-                let mut hasher = blake3::Hasher::new();
-                let mut buf = vec![0u8; COPY_BUF.min(len.max(1) as usize)];
-                loop {
-                    match f.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            hasher.update(&buf[..n]);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(hasher.finalize().to_hex().to_string())
-            })();
+            let hashed = f
+                .seek(SeekFrom::Start(0))
+                .and_then(|_| crate::hash_reader(f))
+                .map(|(id, _)| id);
             let synced = sync
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("the fsync thread panicked")));

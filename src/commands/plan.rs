@@ -39,27 +39,9 @@ impl PlanView for StoreView {
         found.sort_by_key(|(_, r)| r.updated);
         found.pop()
     }
-    /// blake3 of a local reference, from the store's cache while the file
-    /// is unchanged (the same recipe as `exec::inputs::Inputs::file_hash`).
+    /// blake3 of a local reference (the same recipe the build uses).
     fn file_hash(&self, p: &str) -> std::result::Result<String, String> {
-        let path = crate::exec::inputs::resolve(&self.dir, p);
-        let unreadable = |e: &dyn std::fmt::Display| {
-            format!("cannot read reference image {}: {e}", path.display())
-        };
-        let meta = std::fs::metadata(&path).map_err(|e| unreadable(&e))?;
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos() as i128)
-            .unwrap_or(0);
-        let canon: PathBuf = path.canonicalize().unwrap_or(path.clone());
-        if let Ok(Some(h)) = self.store.file_hash(&canon, meta.len(), mtime) {
-            return Ok(h);
-        }
-        let (h, _) = nbbuild_cache::hash_file(&path).map_err(|e| unreadable(&e))?;
-        self.store.remember_file_hash(&canon, meta.len(), mtime, &h);
-        Ok(h)
+        crate::exec::inputs::local_file_hash(self.store.as_ref(), &self.dir, p)
     }
     /// The content behind a URL, without the network: `file://` and `data:`
     /// locally; http(s) from what the store remembers (downloaded before, or

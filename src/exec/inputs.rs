@@ -74,23 +74,7 @@ impl Inputs {
     /// blake3 of a local file's bytes, from the store's cache when the file
     /// has not changed.
     pub fn file_hash(&self, p: &str) -> Result<String, String> {
-        let path = self.resolve(p);
-        let meta = std::fs::metadata(&path)
-            .map_err(|e| format!("cannot read reference image {}: {e}", path.display()))?;
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos() as i128)
-            .unwrap_or(0);
-        let canon = path.canonicalize().unwrap_or(path.clone());
-        if let Ok(Some(h)) = self.store.file_hash(&canon, meta.len(), mtime) {
-            return Ok(h);
-        }
-        let (h, _) = nbbuild_cache::hash_file(&path)
-            .map_err(|e| format!("cannot read reference image {}: {e}", path.display()))?;
-        let _ = self.store.put_file_hash(&canon, meta.len(), mtime, &h);
-        Ok(h)
+        local_file_hash(self.store.as_ref(), &self.dir, p)
     }
 
     /// Fetch, once, every http(s) URL whose content the store does not know,
@@ -245,6 +229,33 @@ impl Inputs {
             bytes: self.remember(url, b),
         })
     }
+}
+
+/// blake3 of a local reference (`p` as the flow names it, relative to
+/// `dir`), from the store's (path, size, mtime) cache while the file is
+/// unchanged; a new hash is remembered when the store takes writes.
+pub fn local_file_hash(
+    store: &dyn crate::holder::StoreRead,
+    dir: &Path,
+    p: &str,
+) -> Result<String, String> {
+    let path = resolve(dir, p);
+    let unreadable =
+        |e: &dyn std::fmt::Display| format!("cannot read reference image {}: {e}", path.display());
+    let meta = std::fs::metadata(&path).map_err(|e| unreadable(&e))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0);
+    let canon = path.canonicalize().unwrap_or(path.clone());
+    if let Ok(Some(h)) = store.file_hash(&canon, meta.len(), mtime) {
+        return Ok(h);
+    }
+    let (h, _) = nbbuild_cache::hash_file(&path).map_err(|e| unreadable(&e))?;
+    store.remember_file_hash(&canon, meta.len(), mtime, &h);
+    Ok(h)
 }
 
 /// A path as a flow names it (relative to the flow's folder `dir`, absolute,

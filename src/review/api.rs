@@ -226,17 +226,7 @@ fn pick_now(app: &App, req: &PickReq) -> ApiResult {
                 )
             })?;
         let n = t.params.candidates;
-        let k = req.candidate;
-        let cand = (1..=n)
-            .contains(&k)
-            .then(|| rec.candidate(k - 1))
-            .flatten()
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    format!("{} has no candidate {k}", t.label()),
-                )
-            })?;
+        let cand = candidate(&rec, t, req.candidate)?;
         let value = pick_value(&l.s, t, cand, store)?;
         let layout = crate::output::Layout::new(&l.s.out, &l.s.project.flow.name);
         let dir = std::path::absolute(&l.s.project.dir).unwrap_or_else(|_| l.s.project.dir.clone());
@@ -324,18 +314,7 @@ fn flag_now(app: &App, req: &FlagReq) -> ApiResult {
                 format!("{} has no candidates under its current inputs: the next plain build makes new ones", t.label()),
             ));
         };
-        let k = req.candidate;
-        let n = t.params.candidates;
-        let cand = (1..=n)
-            .contains(&k)
-            .then(|| rec.candidate(k - 1))
-            .flatten()
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    format!("{} has no candidate {k}", t.label()),
-                )
-            })?;
+        let cand = candidate(&rec, t, req.candidate)?;
         let v = nbbuild_cache::Verdict {
             verdict: if req.flagged { "flagged" } else { "clean" }.into(),
             tells: reasons.clone(),
@@ -657,4 +636,22 @@ impl Reporter for Live {
             Event::Info(m) => self.line(m),
         }
     }
+}
+
+/// Candidate `k` (1-based, as the page names it) among the task's first N.
+fn candidate<'r>(
+    rec: &'r nbbuild_cache::TaskRecord,
+    t: &crate::compile::Task,
+    k: u32,
+) -> Result<&'r nbbuild_cache::Candidate, ApiError> {
+    (1..=t.params.candidates)
+        .contains(&k)
+        .then(|| rec.candidate(k - 1))
+        .flatten()
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("{} has no candidate {k}", t.label()),
+            )
+        })
 }
