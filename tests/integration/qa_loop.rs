@@ -202,7 +202,13 @@ fn some_flaws_are_rerolled_and_nothing_is_reviewed_twice() {
     let flawed2 = sim.created().iter().filter(|c| c.flaw).count() as u64 - flawed;
     assert_eq!(flawed2, 0);
     assert!(t.errors_json().is_none());
-    assert_eq!(flagged_in_store(&t), 0);
+    assert_eq!(
+        flagged_in_store(&t),
+        0,
+        "store after the rerun:\n{}\nrerun stderr:\n{}",
+        t.run(&["cache", "ls"]).stdout,
+        again.stderr
+    );
     let s2 = again.json();
     assert_eq!(s2["calls"]["image"], 3, "the summary agrees");
     assert_eq!(s2["calls"]["qa"], 3);
