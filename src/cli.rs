@@ -140,6 +140,10 @@ pub struct BuildArgs {
     /// every task it does not block)
     #[arg(long)]
     pub fail_fast: bool,
+    /// Give up on backpressure (429s) after this many seconds without any
+    /// progress [default: 600]
+    #[arg(long, value_name = "SECS")]
+    pub max_wait: Option<u64>,
     /// Print one JSON summary object on stdout at the end
     #[arg(long)]
     pub json: bool,

@@ -27,7 +27,7 @@ pub use error::StoreError;
 pub use lock::{pid_alive, LockInfo};
 pub use records::{
     Candidate, Corrupted, GcReport, HistorySet, InFlight, Pin, Problem, ProblemKind, Stats,
-    TaskRecord, Verdict, VerifyReport,
+    Submitting, TaskRecord, Verdict, VerifyReport,
 };
 pub use repair::{Holder, Restore};
 
@@ -802,9 +802,37 @@ impl Store {
             rec.in_flight.retain(|f| f.slot != slot);
             rec.in_flight.push(remote);
             rec.in_flight.sort_by_key(|f| f.slot);
+            rec.submitting.retain(|f| f.slot != slot);
             Ok(())
         })?;
         self.flush()
+    }
+
+    /// Record, before a submission is sent, that `slot` is being submitted
+    /// (replacing an earlier mark). Flushed: a crash or a lost answer after
+    /// this leaves a mark the next attempt resolves before paying again.
+    pub fn record_submitting(&self, key: &str, mark: Submitting) -> Result<()> {
+        self.modify_task(key, |rec| {
+            rec.submitting.retain(|f| f.slot != mark.slot);
+            rec.submitting.push(mark);
+            rec.submitting.sort_by_key(|f| f.slot);
+            Ok(())
+        })?;
+        self.flush()
+    }
+
+    /// The server answered without creating a task (or none was found to
+    /// adopt): forget the mark.
+    pub fn clear_submitting(&self, key: &str, slot: u32) -> Result<()> {
+        let changed = self.modify_task(key, |rec| {
+            let before = rec.submitting.len();
+            rec.submitting.retain(|f| f.slot != slot);
+            Ok(before != rec.submitting.len())
+        })?;
+        if changed {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     pub fn clear_in_flight(&self, key: &str, slot: u32) -> Result<()> {
@@ -860,6 +888,7 @@ impl Store {
             self.remember(&cand.object);
             let slot = cand.slot;
             rec.in_flight.retain(|f| f.slot != slot);
+            rec.submitting.retain(|f| f.slot != slot);
             // The slot is held again.
             rec.corrupted.retain(|c| c.slot != slot);
             if let Some(i) = rec.candidates.iter().position(|c| c.slot == slot) {

@@ -19,6 +19,11 @@ pub struct TaskRecord {
     /// G-Labs tasks submitted and not yet committed, sorted by slot, at most one per slot.
     #[serde(default)]
     pub in_flight: Vec<InFlight>,
+    /// Slots whose submission was sent and whose answer (the task id) has
+    /// not been recorded: a lost answer or a crash in between. The next
+    /// attempt looks the task up before paying again.
+    #[serde(default)]
+    pub submitting: Vec<Submitting>,
     /// Replaced candidate sets, oldest first.
     #[serde(default)]
     pub history: Vec<HistorySet>,
@@ -42,6 +47,21 @@ impl TaskRecord {
 
     pub fn in_flight_for(&self, slot: u32) -> Option<&InFlight> {
         self.in_flight.iter().find(|f| f.slot == slot)
+    }
+
+    pub fn submitting_for(&self, slot: u32) -> Option<&Submitting> {
+        self.submitting.iter().find(|f| f.slot == slot)
+    }
+
+    /// Every remote task id this record knows (in flight, current and
+    /// earlier candidates): none of them can be another slot's lost answer.
+    pub fn remote_ids(&self) -> impl Iterator<Item = &str> {
+        self.in_flight.iter().map(|f| f.remote_task.as_str()).chain(
+            self.candidates
+                .iter()
+                .chain(self.history.iter().flat_map(|h| h.candidates.iter()))
+                .filter_map(|c| c.remote_task.as_deref()),
+        )
     }
 
     /// Every object this record refers to: current candidates, then history.
@@ -105,6 +125,16 @@ pub struct InFlight {
     /// unix ms
     #[serde(default)]
     pub submitted: u64,
+}
+
+/// A submission sent for a slot whose answer is not recorded yet.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Submitting {
+    pub slot: u32,
+    /// unix ms, when it was sent
+    pub at: u64,
+    #[serde(default)]
+    pub attempt: u32,
 }
 
 /// A candidate set that was replaced (re-roll, or one slot replaced).

@@ -338,7 +338,10 @@ async fn execute(
     }
     let opts = ExecOptions {
         concurrency: s.concurrency as usize,
-        policy: policy_from_env(),
+        policy: Policy {
+            max_wait: s.max_wait,
+            ..policy_from_env()
+        },
         budget: s.budget,
         prices: s.prices.clone(),
         reviewer,
@@ -466,7 +469,7 @@ async fn check_server(client: &Client) -> Result<()> {
     let mut health = client.health().await;
     for wait in [200, 1000] {
         match health {
-            Err(ApiError::Transient { .. }) => {
+            Err(ApiError::Transient { .. } | ApiError::RateLimited { .. }) => {
                 tokio::time::sleep(Duration::from_millis(wait)).await;
                 health = client.health().await;
             }

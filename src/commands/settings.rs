@@ -85,6 +85,8 @@ pub struct Settings {
     pub offline: bool,
     /// Stop before any call when a reference cannot be had.
     pub fail_fast: bool,
+    /// Backpressure without progress gives up after this long.
+    pub max_wait: std::time::Duration,
 }
 
 impl Settings {
@@ -198,6 +200,7 @@ impl Settings {
             no_progress: a.no_progress,
             offline: a.offline,
             fail_fast: a.fail_fast,
+            max_wait: std::time::Duration::from_secs(a.max_wait.unwrap_or(600)),
             project,
         })
     }

@@ -7,6 +7,7 @@
 //! (a semaphore permit from submit to download).
 
 pub mod inputs;
+pub mod limiter;
 pub mod runner;
 pub mod state;
 
@@ -23,7 +24,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify};
 
 /// How a run treats each task.
 #[derive(Clone)]
@@ -58,7 +59,14 @@ pub struct Ctx {
     pub inputs: Inputs,
     pub report: Arc<dyn Reporter>,
     pub policy: Policy,
-    pub slots: Arc<Semaphore>,
+    /// The adaptive cap on candidates at G-Labs.
+    pub slots: Arc<limiter::Limiter>,
+    /// Held while a lost answer is looked up and its task recorded, so two
+    /// slots never adopt the same task.
+    pub adopting: tokio::sync::Mutex<()>,
+    /// unix ms of the last submission accepted or candidate stored: with
+    /// `policy.max_wait`, how long backpressure may last without progress.
+    pub last_progress: AtomicU64,
     pub image_calls: AtomicU64,
     pub video_calls: AtomicU64,
 
@@ -243,7 +251,9 @@ impl Executor {
             client,
             report,
             policy: opts.policy.clone(),
-            slots: Arc::new(Semaphore::new(opts.concurrency.max(1))),
+            slots: Arc::new(limiter::Limiter::new(opts.concurrency.max(1))),
+            adopting: tokio::sync::Mutex::new(()),
+            last_progress: AtomicU64::new(runner::now_ms()),
             image_calls: AtomicU64::new(0),
             video_calls: AtomicU64::new(0),
 
@@ -573,6 +583,7 @@ async fn run_task(
                     .filter(|c| !forced && is_flagged(c))
                     .map_or(0, |c| c.qa_attempts + 1),
                 reroll: reroll.clone(),
+                submitting: rec.submitting_for(slot).map(|m| m.at),
             },
         ));
     }

@@ -23,6 +23,8 @@ pub struct Policy {
     pub poll_max: Duration,
     /// Largest file accepted from G-Labs.
     pub download_limit: u64,
+    /// Backpressure (429s) gives up after this long without any progress.
+    pub max_wait: Duration,
 }
 
 impl Default for Policy {
@@ -34,6 +36,7 @@ impl Default for Policy {
             poll_start: Duration::from_millis(100),
             poll_max: Duration::from_secs(5),
             download_limit: 1024 * 1024 * 1024,
+            max_wait: Duration::from_secs(600),
         }
     }
 }
@@ -74,9 +77,17 @@ pub struct CandidateJob {
     /// A re-roll: the history set the replaced candidate goes to when (and
     /// only when) the new one is committed.
     pub reroll: Option<String>,
+    /// When an earlier run sent a submission for this slot and never
+    /// recorded its answer (unix ms): looked up before paying again.
+    pub submitting: Option<u64>,
 }
 
 enum Step {
+    /// Backpressure (429): wait as told and send again; costs no attempt.
+    Pace {
+        why: String,
+        retry_after: Option<Duration>,
+    },
     /// A transient failure: retry after a backoff while the budget lasts.
     Retry {
         why: String,
@@ -177,6 +188,8 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
         .resume
         .as_ref()
         .map(|f| (f.remote_task.clone(), f.submitted));
+    // A submission an earlier run sent without recording its answer.
+    let mut pending = job.submitting.filter(|_| remote.is_none());
     let fail = |kind, attempts, message: String| Failure {
         candidate: Some(job.slot),
         kind,
@@ -202,6 +215,18 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                 if ctx.stopping() {
                     return Err(fail(FailureKind::ApiError, attempt, ctx.stop_reason()));
                 }
+                // A mark left by a crash: that submission may have created
+                // (and billed) a task. Look before paying again.
+                if let Some(at) = pending.take() {
+                    match adopt(ctx, job, at, attempt).await? {
+                        Some(id) => {
+                            remote = Some((id, at));
+                            drop(permit);
+                            continue;
+                        }
+                        None => clear_mark(ctx, job).await,
+                    }
+                }
                 if let Err(msg) = ctx.reserve(&job.model) {
                     return Err(fail(FailureKind::ApiError, attempt, msg));
                 }
@@ -211,9 +236,15 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                     slot: job.slot,
                     attempt,
                 });
+                let sent_at = now_ms();
+                // Recorded (flushed) before sending: a lost answer or a crash
+                // from here on is looked up before anything is paid again.
+                mark(ctx, job, sent_at, attempt)
+                    .await
+                    .map_err(|m| fail(FailureKind::Store, attempt, m))?;
                 match ctx.client.submit(&job.request).await {
                     Ok(id) => {
-                        ctx.count_call(job.kind);
+                        accepted(ctx, job.kind);
                         let f = InFlight {
                             slot: job.slot,
                             remote_task: id.clone(),
@@ -221,28 +252,45 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                             submitted: now_ms(),
                         };
                         let submitted = f.submitted;
-                        let store = ctx.store.clone();
-                        let key = job.key.clone();
                         // Recorded before polling: a rerun after a crash re-attaches instead of paying again.
-                        let rec = tokio::task::spawn_blocking(move || {
-                            store.record_in_flight(&key, f.slot, f)
-                        })
-                        .await;
-                        if let Ok(Err(e)) | Err(e) =
-                            rec.map_err(|e| nbbuild_cache::StoreError::Db(e.to_string()))
-                        {
-                            return Err(fail(
-                                FailureKind::Store,
-                                attempt,
-                                format!("cannot record the G-Labs task in the store: {e}"),
-                            ));
-                        }
+                        record(ctx, job, f)
+                            .await
+                            .map_err(|m| fail(FailureKind::Store, attempt, m))?;
                         (id, submitted)
                     }
+                    Err(ApiError::NoAnswer { message }) => {
+                        match adopt(ctx, job, sent_at, attempt).await? {
+                            Some(id) => {
+                                accepted(ctx, job.kind);
+                                (id, sent_at)
+                            }
+                            None => {
+                                // Not created after all (or not findable): the
+                                // one case that spends an attempt on no answer.
+                                clear_mark(ctx, job).await;
+                                drop(permit);
+                                ctx.release(&job.model);
+                                let why = format!("{message} (no task of ours appeared at G-Labs)");
+                                if retry_later(ctx, job, &mut transient, attempt, &why, None).await
+                                {
+                                    continue;
+                                }
+                                return Err(fail(FailureKind::ApiError, attempt, why));
+                            }
+                        }
+                    }
                     Err(e) => {
+                        // G-Labs answered: no task was created.
+                        clear_mark(ctx, job).await;
                         drop(permit);
                         ctx.release(&job.model);
                         match on_error(ctx, &e) {
+                            Step::Pace { why, retry_after } => {
+                                pace(ctx, job, attempt, &why, retry_after)
+                                    .await
+                                    .map_err(|m| fail(FailureKind::ApiError, attempt, m))?;
+                                continue;
+                            }
                             Step::Retry { why, retry_after }
                                 if retry_later(
                                     ctx,
@@ -384,6 +432,11 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
         let (key, slot) = (job.key.clone(), job.slot);
         let _ = tokio::task::spawn_blocking(move || store.clear_in_flight(&key, slot)).await;
         match step {
+            Step::Pace { why, retry_after } => {
+                pace(ctx, job, attempt, &why, retry_after)
+                    .await
+                    .map_err(|m| fail(FailureKind::ApiError, attempt, m))?;
+            }
             Step::Again { why } if !ctx.stopping() => {
                 ctx.report.event(Event::Retry {
                     task: job.task.clone(),
@@ -400,6 +453,150 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
             Step::Fail(kind, msg) => return Err(fail(kind, attempt, msg)),
         }
     }
+}
+
+/// A submission G-Labs accepted: counted, the cap may climb, progress made.
+fn accepted(ctx: &Ctx, kind: TaskKind) {
+    ctx.count_call(kind);
+    ctx.slots.success();
+    ctx.last_progress
+        .store(now_ms(), std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Wait out backpressure (`Retry-After`, else the backoff): no attempt is
+/// spent. Err once `max_wait` passed without any progress in the run.
+async fn pace(
+    ctx: &Ctx,
+    job: &CandidateJob,
+    attempt: u32,
+    why: &str,
+    retry_after: Option<Duration>,
+) -> Result<(), String> {
+    let last = ctx.last_progress.load(std::sync::atomic::Ordering::SeqCst);
+    let stalled = Duration::from_millis(now_ms().saturating_sub(last));
+    if stalled > ctx.policy.max_wait {
+        return Err(format!(
+            "G-Labs kept pushing back ({why}) for {}s without any progress (--max-wait): giving up",
+            stalled.as_secs()
+        ));
+    }
+    if ctx.stopping() {
+        return Err(ctx.stop_reason());
+    }
+    let wait = retry_after
+        .unwrap_or(ctx.policy.backoff)
+        .min(ctx.policy.backoff_max);
+    ctx.report.event(Event::Retry {
+        task: job.task.clone(),
+        slot: job.slot,
+        attempt,
+        why: format!("{why}: paced, no attempt spent"),
+        wait,
+    });
+    ctx.sleep(wait).await;
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, nbbuild_cache::StoreError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("the store failed: {e}")),
+        Err(e) => Err(format!("the store task failed: {e}")),
+    }
+}
+
+async fn mark(ctx: &Ctx, job: &CandidateJob, at: u64, attempt: u32) -> Result<(), String> {
+    let (store, key, slot) = (ctx.store.clone(), job.key.clone(), job.slot);
+    blocking(move || store.record_submitting(&key, nbbuild_cache::Submitting { slot, at, attempt }))
+        .await
+}
+
+async fn clear_mark(ctx: &Ctx, job: &CandidateJob) {
+    let (store, key, slot) = (ctx.store.clone(), job.key.clone(), job.slot);
+    let _ = blocking(move || store.clear_submitting(&key, slot)).await;
+}
+
+async fn record(ctx: &Ctx, job: &CandidateJob, f: InFlight) -> Result<(), String> {
+    let (store, key) = (ctx.store.clone(), job.key.clone());
+    blocking(move || store.record_in_flight(&key, f.slot, f))
+        .await
+        .map_err(|e| format!("cannot record the G-Labs task in the store: {e}"))
+}
+
+/// How far G-Labs' clock may lag ours when matching `created_at`.
+const CLOCK_SKEW_MS: u64 = 5_000;
+
+/// A submission sent at `since` whose answer never came: find its task in
+/// `GET /api/tasks` (same type and prompt, created after the send, not
+/// recorded for any slot), record it and return its id; None when none
+/// appears within a short grace period. Adoptions are serialized, so two
+/// slots never take the same task.
+async fn adopt(
+    ctx: &Ctx,
+    job: &CandidateJob,
+    since: u64,
+    attempt: u32,
+) -> Result<Option<String>, Failure> {
+    let _one_at_a_time = ctx.adopting.lock().await;
+    let kind = match job.kind {
+        TaskKind::Image => "image",
+        TaskKind::Video => "video",
+    };
+    let prompt = job.request.body["prompt"].as_str().unwrap_or_default();
+    for round in 0..3u32 {
+        if round > 0 {
+            ctx.sleep(ctx.policy.backoff * round).await;
+        }
+        let Ok(listed) = ctx.client.list_tasks().await else {
+            continue;
+        };
+        let store = ctx.store.clone();
+        let known: std::collections::HashSet<String> = blocking(move || {
+            Ok(store
+                .tasks()?
+                .iter()
+                .flat_map(|(_, r)| r.remote_ids().map(str::to_string).collect::<Vec<_>>())
+                .collect())
+        })
+        .await
+        .map_err(|m| Failure {
+            candidate: Some(job.slot),
+            kind: FailureKind::Store,
+            attempts: attempt,
+            message: m,
+        })?;
+        // The listing must name type and prompt: an anonymous task is never adopted.
+        let found = listed
+            .into_iter()
+            .filter(|t| t.kind.is_some() && t.prompt.is_some() && t.is_ours(kind, prompt))
+            .filter(|t| !known.contains(&t.task_id))
+            .filter(|t| t.created_ms().is_none_or(|c| c + CLOCK_SKEW_MS >= since))
+            .min_by_key(|t| t.created_ms().unwrap_or(u64::MAX));
+        if let Some(t) = found {
+            let f = InFlight {
+                slot: job.slot,
+                remote_task: t.task_id.clone(),
+                attempt,
+                submitted: since,
+            };
+            record(ctx, job, f).await.map_err(|m| Failure {
+                candidate: Some(job.slot),
+                kind: FailureKind::Store,
+                attempts: attempt,
+                message: m,
+            })?;
+            ctx.report.event(Event::Info(format!(
+                "  {} c{}: the submission's answer was lost; adopted G-Labs task {} instead of paying again",
+                job.task,
+                job.slot + 1,
+                t.task_id
+            )));
+            return Ok(Some(t.task_id));
+        }
+    }
+    Ok(None)
 }
 
 /// Back off before another try after a transient failure, while the
@@ -446,10 +643,20 @@ fn on_error(ctx: &Ctx, e: &ApiError) -> Step {
             ctx.halt("G-Labs refused the API key");
             Step::Fail(FailureKind::ApiError, e.message())
         }
-        ApiError::Lost => Step::Retry {
+        ApiError::Lost | ApiError::NoAnswer { .. } => Step::Retry {
             why: e.message(),
             retry_after: None,
         },
+        ApiError::RateLimited {
+            message,
+            retry_after,
+        } => {
+            ctx.slots.backoff();
+            Step::Pace {
+                why: message.clone(),
+                retry_after: *retry_after,
+            }
+        }
         ApiError::Permanent { kind, message } => Step::Fail(*kind, message.clone()),
     }
 }
@@ -512,7 +719,11 @@ async fn poll(ctx: &Ctx, job: &CandidateJob, id: &str, submitted_ms: u64) -> Pol
             }
             Ok(RemoteStatus::Waiting) => errors = 0,
             Err(ApiError::Lost) => return Polled::Lost,
-            Err(e @ (ApiError::Transient { .. } | ApiError::Down { .. })) => {
+            Err(
+                e @ (ApiError::Transient { .. }
+                | ApiError::Down { .. }
+                | ApiError::RateLimited { .. }),
+            ) => {
                 errors += 1;
                 // A poll that fails costs nothing: keep trying for a while
                 // (the tunnel may be restarting) before giving up.
@@ -677,6 +888,8 @@ async fn commit(
     .await;
     match res {
         Ok(Ok(c)) => {
+            ctx.last_progress
+                .store(now_ms(), std::sync::atomic::Ordering::SeqCst);
             ctx.report.event(Event::CandidateDone {
                 task: job.task.clone(),
                 slot: job.slot,

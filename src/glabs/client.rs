@@ -20,6 +20,16 @@ pub enum ApiError {
     Unauthorized,
     /// 404 on a task we submitted: G-Labs restarted and forgot it.
     Lost,
+    /// 429: quota or rate limit. Backpressure, not failure: it paces the
+    /// run and costs no attempt.
+    RateLimited {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// A submission was sent and no usable answer came back (the connection
+    /// dropped, the answer timed out or was unreadable): the task may exist
+    /// and be billed. Look it up before paying again.
+    NoAnswer { message: String },
     /// Will not succeed if sent again as it is.
     Permanent { kind: FailureKind, message: String },
 }
@@ -31,6 +41,7 @@ impl ApiError {
             ApiError::Down { .. } => FailureKind::ConnectionRefused,
             ApiError::Unauthorized => FailureKind::ApiError,
             ApiError::Lost => FailureKind::ApiError,
+            ApiError::RateLimited { .. } | ApiError::NoAnswer { .. } => FailureKind::ApiError,
             ApiError::Permanent { kind, .. } => *kind,
         }
     }
@@ -38,6 +49,8 @@ impl ApiError {
         match self {
             ApiError::Transient { message, .. }
             | ApiError::Down { message }
+            | ApiError::RateLimited { message, .. }
+            | ApiError::NoAnswer { message }
             | ApiError::Permanent { message, .. } => message.clone(),
             ApiError::Unauthorized => "G-Labs refused the API key (401)".into(),
             ApiError::Lost => "G-Labs no longer knows the task (404): it was restarted".into(),
@@ -70,6 +83,37 @@ impl TaskView {
             .as_deref()
             .is_none_or(|p| p.trim() == prompt.trim());
         kind_ok && prompt_ok
+    }
+}
+
+/// One task of `GET /api/tasks`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Listed {
+    pub task_id: String,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub prompt: Option<String>,
+    /// ISO 8601, as G-Labs writes it.
+    #[serde(default)]
+    pub created_at: Option<String>,
+}
+
+impl Listed {
+    /// unix ms of `created_at`, when it can be read.
+    pub fn created_ms(&self) -> Option<u64> {
+        let t = chrono::DateTime::parse_from_rfc3339(self.created_at.as_deref()?).ok()?;
+        u64::try_from(t.timestamp_millis()).ok()
+    }
+
+    /// Same type and prompt as ours (the check re-attach makes).
+    pub fn is_ours(&self, kind: &str, prompt: &str) -> bool {
+        TaskView {
+            kind: self.kind.clone(),
+            prompt: self.prompt.clone(),
+            status: RemoteStatus::Waiting,
+        }
+        .is_ours(kind, prompt)
     }
 }
 
@@ -124,7 +168,11 @@ pub fn classify_task_error(code: i64, error: &str, detail: &str) -> ApiError {
         format!("G-Labs error {code}: {error} ({detail})")
     };
     match code {
-        429 | 500 | 502 | 503 => ApiError::Transient {
+        429 => ApiError::RateLimited {
+            message,
+            retry_after: None,
+        },
+        500 | 502 | 503 => ApiError::Transient {
             message,
             retry_after: None,
         },
@@ -241,7 +289,7 @@ impl Client {
         let message = format!("G-Labs answered {status}: {text}");
         match status.as_u16() {
             401 => ApiError::Unauthorized,
-            429 => ApiError::Transient {
+            429 => ApiError::RateLimited {
                 message,
                 retry_after: after,
             },
@@ -322,7 +370,11 @@ impl Client {
             .timeout(Duration::from_secs(120))
             .send()
             .await
-            .map_err(|e| self.network_error(e))?;
+            .map_err(|e| match self.network_error(e) {
+                // Sent, maybe created and billed, but no answer.
+                ApiError::Transient { message, .. } => ApiError::NoAnswer { message },
+                other => other,
+            })?;
         if !resp.status().is_success() {
             return Err(self.http_error(resp).await);
         }
@@ -330,9 +382,8 @@ impl Client {
         struct Submitted {
             task_id: String,
         }
-        let s: Submitted = resp.json().await.map_err(|e| ApiError::Transient {
+        let s: Submitted = resp.json().await.map_err(|e| ApiError::NoAnswer {
             message: format!("unreadable submit answer: {}", e.without_url()),
-            retry_after: None,
         })?;
         if s.task_id.is_empty()
             || s.task_id.len() > 64
@@ -408,6 +459,30 @@ impl Client {
             prompt: s.prompt,
             status,
         })
+    }
+
+    /// `GET /api/tasks`: the most recent tasks (G-Labs keeps 50), newest
+    /// first, to find the task of a submission whose answer was lost.
+    pub async fn list_tasks(&self) -> Result<Vec<Listed>, ApiError> {
+        let resp = self
+            .with_key(self.http.get(format!("{}/api/tasks", self.base)))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| self.network_error(e))?;
+        if !resp.status().is_success() {
+            return Err(self.http_error(resp).await);
+        }
+        #[derive(Deserialize)]
+        struct List {
+            #[serde(default)]
+            tasks: Vec<Listed>,
+        }
+        let l: List = resp.json().await.map_err(|e| ApiError::Transient {
+            message: format!("unreadable task list: {}", e.without_url()),
+            retry_after: None,
+        })?;
+        Ok(l.tasks)
     }
 
     /// Ask G-Labs to stop a task (after our own timeout).

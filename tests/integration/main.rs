@@ -7,6 +7,7 @@ mod cache_cli;
 mod chaos;
 mod compile;
 mod faults;
+mod flaky;
 mod harness;
 mod holder;
 mod identity;
