@@ -90,3 +90,120 @@ fn tab(index: usize, first_scene: usize, count: usize, reference: &str) -> Value
     json!({"name": format!("Tab {}", index + 1), "graphData": {"last_node_id": count * 7, "last_link_id": next_link - 1, "nodes": nodes, "links": links, "groups": [], "config": {}, "extra": {}, "version": 0.4},
         "canvasState": {"offsetX": 0, "offsetY": 0, "scale": 1}, "drawingData": [], "saveCounter": 0})
 }
+
+/// The scheduling benchmark's shape (issue 11): a chain of `chain` stills,
+/// each anchored on the previous one's approved still and each animated
+/// into a clip, beside `independent` stills that depend on nothing.
+pub fn chain_flow(chain: usize, independent: usize, reference: &str) -> Value {
+    let mut nodes: Vec<Value> = Vec::new();
+    let mut links: Vec<Value> = Vec::new();
+    let mut next_id = 0usize;
+    let mut id = || {
+        next_id += 1;
+        next_id
+    };
+    let mut next_link = 0usize;
+    let mut link = |links: &mut Vec<Value>, src: usize, dst: usize, slot: usize, ty: &str| {
+        next_link += 1;
+        links.push(json!([next_link, src, 0, dst, slot, ty]));
+        next_link
+    };
+    let prompt = |n: usize, title: String, text: String, out: usize| {
+        json!({"id": n, "type": "nanobanana/Prompt", "pos": [0, n * 40], "size": [300, 200], "flags": {}, "order": 0, "mode": 0,
+            "title": title, "properties": {"text": text, "variableName": "prompt", "templateMode": false, "dynamicMode": false, "dynamicRows": [""]},
+            "inputs": null, "outputs": [{"name": "prompt", "type": "string", "links": [out]}]})
+    };
+    let image = |n: usize, s: usize, l_prompt: usize, l_ref: usize, out: Vec<usize>| {
+        json!({"id": n, "type": "nanobanana/NanobananaAPI", "pos": [400, n * 40], "size": [360, 294], "flags": {}, "order": 2, "mode": 0,
+            "title": format!("Generate: Scene {s}"), "properties": {"model": "nano_banana_2", "aspectRatio": "9:16", "resolution": "1K", "timeout": 300000, "imageCount": 1, "outputCount": 4, "_savedImages": [], "_savedPreviewIndex": 0},
+            "inputs": [{"name": "prompt", "type": "string", "link": l_prompt}, {"name": "image 1", "type": "image", "link": l_ref}],
+            "outputs": [{"name": "images", "type": "image", "links": out}]})
+    };
+    let media = |n: usize, title: String, props: Value, input: Option<usize>, out: Vec<usize>| {
+        json!({"id": n, "type": "nanobanana/Media", "pos": [800, n * 40], "size": [300, 300], "flags": {}, "order": 3, "mode": 0,
+            "title": title, "properties": props,
+            "inputs": input.map_or(json!([]), |l| json!([{"name": "input", "type": "*", "link": l}])),
+            "outputs": [{"name": "output", "type": "image", "links": out}]})
+    };
+    // The reference every chain head and independent still starts from.
+    let r = id();
+    let mut ref_out = Vec::new();
+    let r_index = nodes.len();
+    nodes.push(Value::Null);
+    // (gate node index in `nodes`) of the previous chain scene.
+    let mut prev_gate: Option<(usize, usize)> = None;
+    for s in 1..=chain + independent {
+        let in_chain = s <= chain;
+        let (p, img, gate) = (id(), id(), id());
+        let l_prompt = link(&mut links, p, img, 0, "string");
+        let l_ref = match prev_gate.filter(|_| in_chain) {
+            Some((g, gi)) => {
+                let l = link(&mut links, g, img, 1, "image");
+                nodes[gi]["outputs"][0]["links"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!(l));
+                l
+            }
+            None => {
+                let l = link(&mut links, r, img, 1, "image");
+                ref_out.push(l);
+                l
+            }
+        };
+        let l_gate = link(&mut links, img, gate, 0, "*");
+        nodes.push(prompt(
+            p,
+            format!("Scene {s} prompt"),
+            format!("{{\"scene\": {s}, \"shot\": \"chain bench, take {s}\"}}"),
+            l_prompt,
+        ));
+        nodes.push(image(img, s, l_prompt, l_ref, vec![l_gate]));
+        let gi = nodes.len();
+        nodes.push(media(
+            gate,
+            format!("Approve scene {s}"),
+            json!({"mode": "approve", "_lastApprovedData": null, "lastData": null}),
+            Some(l_gate),
+            vec![],
+        ));
+        if in_chain {
+            let (vp, veo, vgate) = (id(), id(), id());
+            let l_vp = link(&mut links, vp, veo, 0, "string");
+            let l_start = link(&mut links, gate, veo, 1, "image");
+            nodes[gi]["outputs"][0]["links"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!(l_start));
+            let l_vgate = link(&mut links, veo, vgate, 0, "*");
+            nodes.push(prompt(
+                vp,
+                format!("Scene {s} video prompt"),
+                format!("slow push-in, scene {s}"),
+                l_vp,
+            ));
+            nodes.push(json!({"id": veo, "type": "nanobanana/Veo3", "pos": [1200, veo * 40], "size": [360, 300], "flags": {}, "order": 5, "mode": 0,
+                "title": format!("Veo: Scene {s}"), "properties": {"model": "veo-3.1-fast-generate-preview", "veoModel": "fast", "mode": "frames-to-video", "durationSeconds": "8", "aspectRatio": "9:16", "resolution": "720p", "negativePrompt": "", "outputCount": 4, "_savedVideos": []},
+                "inputs": [{"name": "prompt", "type": "string", "link": l_vp}, {"name": "start frame", "type": "image", "link": l_start}, {"name": "end frame", "type": "image", "link": null}],
+                "outputs": [{"name": "video", "type": "video", "links": [l_vgate]}]}));
+            nodes.push(media(
+                vgate,
+                format!("Approve video {s}"),
+                json!({"mode": "approve", "_lastApprovedData": null}),
+                Some(l_vgate),
+                vec![],
+            ));
+            prev_gate = Some((gate, gi));
+        }
+    }
+    nodes[r_index] = media(
+        r,
+        "Avatar".into(),
+        json!({"mode": "reference", "imageData": reference}),
+        None,
+        ref_out,
+    );
+    let tab = json!({"name": "Chain", "graphData": {"last_node_id": next_id, "last_link_id": next_link, "nodes": nodes, "links": links, "groups": [], "config": {}, "extra": {}, "version": 0.4},
+        "canvasState": {"offsetX": 0, "offsetY": 0, "scale": 1}, "drawingData": [], "saveCounter": 0});
+    json!({"format": "ducted-project", "version": "0.8.5", "name": "CHAIN1-V0-1", "tabs": [tab]})
+}

@@ -2,6 +2,11 @@
 //! halves it (multiplicative decrease), a run of successes as long as the
 //! cap raises it by one, never above `--concurrency` and never below 1. A
 //! permit is held from submission to download; QA takes none.
+//!
+//! Waiting candidates are served by priority, highest first (the scheduler
+//! passes the longest latency-weighted path from the candidate's task to
+//! the end of the graph, as ninja and n2 order their work), and in arrival
+//! order among equals.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,6 +18,9 @@ struct State {
     in_flight: usize,
     successes: usize,
     closed: bool,
+    /// Waiting tickets, best first: (higher priority, earlier arrival).
+    queue: std::collections::BTreeSet<(std::cmp::Reverse<u64>, u64)>,
+    arrivals: u64,
 }
 
 #[derive(Debug)]
@@ -50,6 +58,8 @@ impl Limiter {
                 in_flight: 0,
                 successes: 0,
                 closed: false,
+                queue: std::collections::BTreeSet::new(),
+                arrivals: 0,
             }),
             changed: Notify::new(),
             peak: AtomicUsize::new(0),
@@ -60,9 +70,25 @@ impl Limiter {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Wait for a slot under the present cap.
-    pub async fn acquire_owned(self: Arc<Self>) -> Result<Permit, Closed> {
+    /// Wait for a slot under the present cap, served by `priority`.
+    pub async fn acquire_owned(self: Arc<Self>, priority: u64) -> Result<Permit, Closed> {
+        let ticket = {
+            let mut st = self.lock();
+            st.arrivals += 1;
+            let t = (std::cmp::Reverse(priority), st.arrivals);
+            st.queue.insert(t);
+            t
+        };
+        // Leaves the queue however the wait ends (served, closed, dropped).
+        struct Waiting<'a>(&'a Limiter, (std::cmp::Reverse<u64>, u64));
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.lock().queue.remove(&self.1);
+                self.0.changed.notify_waiters();
+            }
+        }
         let watch = self.clone();
+        let waiting = Waiting(&watch, ticket);
         loop {
             let notified = watch.changed.notified();
             tokio::pin!(notified);
@@ -72,10 +98,13 @@ impl Limiter {
                 if st.closed {
                     return Err(Closed);
                 }
-                if st.in_flight < st.limit {
+                let first = st.queue.first() == Some(&ticket);
+                if first && st.in_flight < st.limit {
+                    st.queue.remove(&ticket);
                     st.in_flight += 1;
                     self.peak.fetch_max(st.in_flight, Ordering::Relaxed);
                     drop(st);
+                    drop(waiting);
                     return Ok(Permit { limiter: self });
                 }
             }
@@ -144,11 +173,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_longest_path_is_served_first() {
+        let l = Arc::new(Limiter::new(1));
+        let held = l.clone().acquire_owned(0).await.unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut waiters = Vec::new();
+        for prio in [1u64, 30, 5, 30] {
+            let (l, order) = (l.clone(), order.clone());
+            waiters.push(tokio::spawn(async move {
+                let p = l.acquire_owned(prio).await.unwrap();
+                order.lock().unwrap().push(prio);
+                tokio::task::yield_now().await;
+                drop(p);
+            }));
+            // Queued in this order before the slot frees.
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+        }
+        drop(held);
+        for w in waiters {
+            w.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec![30, 30, 5, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_wait_leaves_the_queue() {
+        let l = Arc::new(Limiter::new(1));
+        let held = l.clone().acquire_owned(0).await.unwrap();
+        let high = tokio::spawn(l.clone().acquire_owned(100));
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        high.abort();
+        let _ = high.await;
+        drop(held);
+        // The aborted high-priority ticket does not block a low one.
+        let low = l.clone().acquire_owned(1).await.unwrap();
+        drop(low);
+    }
+
+    #[tokio::test]
     async fn no_more_in_flight_than_the_cap() {
         let l = Arc::new(Limiter::new(3));
         l.backoff(); // cap 1
-        let a = l.clone().acquire_owned().await.unwrap();
-        let waiting = tokio::spawn(l.clone().acquire_owned());
+        let a = l.clone().acquire_owned(0).await.unwrap();
+        let waiting = tokio::spawn(l.clone().acquire_owned(0));
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished(), "the second waits under a cap of 1");
         drop(a);
@@ -156,6 +227,6 @@ mod tests {
         assert_eq!(l.peak(), 1);
         drop(b);
         l.close();
-        assert!(l.clone().acquire_owned().await.is_err());
+        assert!(l.clone().acquire_owned(0).await.is_err());
     }
 }

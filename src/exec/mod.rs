@@ -30,6 +30,9 @@ use tokio::sync::{watch, Notify};
 #[derive(Clone)]
 pub struct ExecOptions {
     pub concurrency: usize,
+    /// Serve waiting candidates by critical-path length (the default);
+    /// false: first come, first served (for comparison in benchmarks).
+    pub critical_path_first: bool,
     pub policy: Policy,
     /// Stop launching once this many credits would be spent.
     pub budget: Option<f64>,
@@ -67,6 +70,8 @@ pub struct Ctx {
     /// unix ms of the last submission accepted or candidate stored: with
     /// `policy.max_wait`, how long backpressure may last without progress.
     pub last_progress: AtomicU64,
+    /// Latencies seen per model, for polling close to the expected finish.
+    pub latencies: runner::Latencies,
     pub image_calls: AtomicU64,
     pub video_calls: AtomicU64,
 
@@ -254,6 +259,7 @@ impl Executor {
             slots: Arc::new(limiter::Limiter::new(opts.concurrency.max(1))),
             adopting: tokio::sync::Mutex::new(()),
             last_progress: AtomicU64::new(runner::now_ms()),
+            latencies: runner::Latencies::default(),
             image_calls: AtomicU64::new(0),
             video_calls: AtomicU64::new(0),
 
@@ -284,8 +290,14 @@ impl Executor {
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..n)
             .map(|_| watch::channel::<Option<TaskOutcome>>(None))
             .unzip();
+        let priorities = if self.opts.critical_path_first {
+            critical_path(&compiled)
+        } else {
+            vec![0; n]
+        };
         let mut set = tokio::task::JoinSet::new();
         for (i, tx) in senders.into_iter().enumerate() {
+            let priority = priorities[i];
             let ctx = self.ctx.clone();
             let compiled = compiled.clone();
             let decider = decider.clone();
@@ -294,7 +306,7 @@ impl Executor {
                 .map(|d| (d, receivers[d].clone()))
                 .collect();
             set.spawn(async move {
-                let outcome = run_task(&ctx, &decider, i, deps).await;
+                let outcome = run_task(&ctx, &decider, i, deps, priority, &tx).await;
                 let t = &compiled.tasks[i];
                 ctx.report.event(Event::TaskDone {
                     task: format!("{} {}", t.kind.as_str(), t.label()),
@@ -349,6 +361,28 @@ impl Executor {
                 .clone(),
         }
     }
+}
+
+/// Each task's priority: the longest latency-weighted path from it to the
+/// end of the graph (a clip weighs about ten stills), so the chain that
+/// bounds the run starts first.
+pub fn critical_path(c: &crate::compile::Compiled) -> Vec<u64> {
+    let weight = |i: usize| match c.tasks[i].kind {
+        TaskKind::Image => 1,
+        TaskKind::Video => 10,
+    };
+    let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); c.tasks.len()];
+    for t in &c.tasks {
+        for d in t.deps() {
+            consumers[d].push(t.index);
+        }
+    }
+    let mut path = vec![0u64; c.tasks.len()];
+    // Dependency order reversed: every consumer is done before its input.
+    for &i in c.order.iter().rev() {
+        path[i] = weight(i) + consumers[i].iter().map(|&k| path[k]).max().unwrap_or(0);
+    }
+    path
 }
 
 /// The review of a stored object by `reviewer`: from the verdict cache when
@@ -425,6 +459,8 @@ async fn run_task(
     decider: &Arc<Decider>,
     i: usize,
     deps: Vec<(usize, watch::Receiver<Option<TaskOutcome>>)>,
+    priority: u64,
+    early: &watch::Sender<Option<TaskOutcome>>,
 ) -> TaskOutcome {
     let task = &decider.compiled.tasks[i];
     let skip = decider.skip(i);
@@ -584,10 +620,57 @@ async fn run_task(
                     .map_or(0, |c| c.qa_attempts + 1),
                 reroll: reroll.clone(),
                 submitting: rec.submitting_for(slot).map(|m| m.at),
+                priority,
             },
         ));
     }
-    let results = futures_util::future::join_all(jobs).await;
+    // Slots finish in any order; consumers start as soon as the pick is
+    // known: the first slot, in order, that is held or done and not flagged.
+    let generating: Vec<u32> = slots_to_generate(&reason, Some(&rec), n);
+    let mut done: BTreeMap<u32, Option<nbbuild_cache::Candidate>> = BTreeMap::new();
+    let mut pending: futures_util::stream::FuturesUnordered<_> = jobs
+        .into_iter()
+        .zip(generating.iter().copied())
+        .map(|(job, slot)| async move { (slot, job.await) })
+        .collect();
+    let mut results = Vec::new();
+    let mut pick_sent = false;
+    while let Some((slot, r)) = futures_util::StreamExt::next(&mut pending).await {
+        let clean = match &r {
+            Ok((c, None)) => Some(c.clone()),
+            _ => None,
+        };
+        done.insert(slot, clean);
+        results.push(r);
+        if pick_sent {
+            continue;
+        }
+        let mut known = None;
+        for s in 0..n {
+            match (generating.contains(&s), done.get(&s)) {
+                (false, _) => match rec.candidate(s) {
+                    Some(c) if !is_flagged(c) => {
+                        known = Some(c.clone());
+                        break;
+                    }
+                    _ => continue,
+                },
+                (true, Some(Some(c))) => {
+                    known = Some(c.clone());
+                    break;
+                }
+                (true, Some(None)) => continue,
+                (true, None) => break,
+            }
+        }
+        if let Some(c) = known {
+            let mut o = TaskOutcome::new(TaskState::Built);
+            o.key = Some(key.clone());
+            o.candidates = vec![c];
+            let _ = early.send(Some(o));
+            pick_sent = true;
+        }
+    }
     let mut failures = Vec::new();
     for r in results {
         if let Ok((_, Some(f))) = r {
@@ -653,4 +736,41 @@ fn failed(key: Option<String>, kind: FailureKind, message: String) -> TaskOutcom
         message,
     });
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_that_bounds_the_run_comes_first() {
+        let text = crate::synth::chain_flow(3, 2, "refs/avatar.png").to_string();
+        let flow = crate::flow::Flow::parse(&text).unwrap();
+        let exists = |_: &str| true;
+        let c = crate::compile::compile(
+            &flow,
+            &crate::compile::CompileOptions {
+                candidates: 1,
+                ref_image: None,
+                file_exists: &exists,
+            },
+        )
+        .unwrap();
+        let p = critical_path(&c);
+        let of = |kind: TaskKind, name: &str| {
+            let t = c
+                .tasks
+                .iter()
+                .find(|t| t.kind == kind && t.label() == name)
+                .unwrap_or_else(|| panic!("{name}"));
+            p[t.index]
+        };
+        // still 1 -> still 2 -> still 3, each also animated (a clip weighs 10).
+        assert_eq!(of(TaskKind::Image, "scene03"), 11);
+        assert_eq!(of(TaskKind::Image, "scene02"), 12);
+        assert_eq!(of(TaskKind::Image, "scene01"), 13);
+        assert_eq!(of(TaskKind::Video, "scene01"), 10);
+        // Independent stills wait behind all of it.
+        assert_eq!(of(TaskKind::Image, "scene04"), 1);
+    }
 }

@@ -80,6 +80,9 @@ pub struct CandidateJob {
     /// When an earlier run sent a submission for this slot and never
     /// recorded its answer (unix ms): looked up before paying again.
     pub submitting: Option<u64>,
+    /// Served before lower ones when slots are scarce (the task's
+    /// critical-path length).
+    pub priority: u64,
 }
 
 enum Step {
@@ -200,7 +203,7 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
         let permit = ctx
             .slots
             .clone()
-            .acquire_owned()
+            .acquire_owned(job.priority)
             .await
             .map_err(|_| fail(FailureKind::ApiError, attempt, "scheduler closed".into()))?;
         let (id, submitted) = match remote.take() {
@@ -455,6 +458,43 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
     }
 }
 
+/// Latencies seen in this run, per model: when to poll next (issue 11.4).
+#[derive(Default)]
+pub struct Latencies {
+    seen: std::sync::Mutex<std::collections::HashMap<String, std::collections::VecDeque<Duration>>>,
+}
+
+impl Latencies {
+    /// How long a finished task of `model` took (submit to noticed done).
+    pub fn seen(&self, model: &str, took: Duration) {
+        let mut m = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let v = m.entry(model.to_string()).or_default();
+        v.push_back(took);
+        if v.len() > 8 {
+            v.pop_front();
+        }
+    }
+
+    /// The wait before the next poll of a task of `model` running for
+    /// `elapsed`: until the fastest recent finish, then densely (a twentieth
+    /// of that latency, at least 20 ms, at most `poll_start`) for half as long
+    /// again, about ten polls; None (the default schedule) when nothing was
+    /// seen yet or the task is past that window, so a slow server is never
+    /// hammered.
+    pub fn next_poll(&self, model: &str, elapsed: Duration, p: &Policy) -> Option<Duration> {
+        let m = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let expected = *m.get(model)?.iter().min()?;
+        let dense = (expected / 20).clamp(Duration::from_millis(20), p.poll_start);
+        if elapsed + dense < expected {
+            Some((expected - elapsed).min(p.poll_max))
+        } else if elapsed < expected + expected / 2 {
+            Some(dense)
+        } else {
+            None
+        }
+    }
+}
+
 /// A submission G-Labs accepted: counted, the cap may climb, progress made.
 fn accepted(ctx: &Ctx, kind: TaskKind) {
     ctx.count_call(kind);
@@ -705,7 +745,10 @@ async fn poll(ctx: &Ctx, job: &CandidateJob, id: &str, submitted_ms: u64) -> Pol
             Err(e) => Err(e),
         };
         match status {
-            Ok(RemoteStatus::Completed { results }) => return Polled::Done(results),
+            Ok(RemoteStatus::Completed { results }) => {
+                ctx.latencies.seen(&job.model, started.elapsed());
+                return Polled::Done(results);
+            }
             Ok(RemoteStatus::Failed {
                 code,
                 error,
@@ -740,10 +783,17 @@ async fn poll(ctx: &Ctx, job: &CandidateJob, id: &str, submitted_ms: u64) -> Pol
         // poll_start, at most poll_max): a fast server is not slowed down by
         // the poll interval (the result is noticed within ~20% of its
         // latency), and a slow one is not hammered (a 60 s clip takes ~30 polls).
-        let interval = started
-            .elapsed()
-            .div_f64(5.0)
-            .clamp(ctx.policy.poll_start, ctx.policy.poll_max);
+        // Once the run has seen this model finish, wait until about then and
+        // poll densely around it instead.
+        let interval = ctx
+            .latencies
+            .next_poll(&job.model, started.elapsed(), &ctx.policy)
+            .unwrap_or_else(|| {
+                started
+                    .elapsed()
+                    .div_f64(5.0)
+                    .clamp(ctx.policy.poll_start, ctx.policy.poll_max)
+            });
         let wait = interval.min(deadline.saturating_duration_since(Instant::now()));
         ctx.sleep(wait).await;
     }
