@@ -321,10 +321,12 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
         let step = match outcome {
             Polled::Done(results) => match fetch(ctx, job, &results).await {
                 Ok(bytes) => {
+                    // G-Labs is done with it: the slot is free while the
+                    // store makes the candidate durable.
+                    drop(permit);
                     let cand = commit(ctx, job, &id, bytes)
                         .await
                         .map_err(|m| fail(FailureKind::Store, attempt, m))?;
-                    drop(permit);
                     return Ok(cand);
                 }
                 // The result itself is bad (an error page, a cut-off file, three
