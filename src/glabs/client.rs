@@ -635,9 +635,10 @@ mod tests {
 
     #[test]
     fn task_errors_map_to_runner_classes() {
+        // Backpressure, not failure: paced, never an attempt (issue 17).
         assert!(matches!(
             classify_task_error(429, "quota", ""),
-            ApiError::Transient { .. }
+            ApiError::RateLimited { .. }
         ));
         assert!(matches!(
             classify_task_error(500, "internal", ""),
