@@ -67,6 +67,10 @@ pub struct Ctx {
     /// Held while a lost answer is looked up and its task recorded, so two
     /// slots never adopt the same task.
     pub adopting: tokio::sync::Mutex<()>,
+    /// Submissions sent and not yet answered and recorded, per (type,
+    /// prompt): an adoption waits until the other ones with its prompt are
+    /// resolved, so it never takes a task whose answer is still on its way.
+    pub outstanding: Mutex<std::collections::HashMap<(TaskKind, String), usize>>,
     /// unix ms of the last submission accepted or candidate stored: with
     /// `policy.max_wait`, how long backpressure may last without progress.
     pub last_progress: AtomicU64,
@@ -258,6 +262,7 @@ impl Executor {
             policy: opts.policy.clone(),
             slots: Arc::new(limiter::Limiter::new(opts.concurrency.max(1))),
             adopting: tokio::sync::Mutex::new(()),
+            outstanding: Mutex::new(std::collections::HashMap::new()),
             last_progress: AtomicU64::new(runner::now_ms()),
             latencies: runner::Latencies::default(),
             image_calls: AtomicU64::new(0),

@@ -185,6 +185,9 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
     let mut attempt = job.resume.as_ref().map(|f| f.attempt).unwrap_or(0);
     // Retry budgets: transient failures, content-policy rejections, lost tasks.
     let mut transient = 0;
+    // Backoffs on answers that said nothing about the generation (5xx to a
+    // submit): they grow, but spend no attempt.
+    let mut paced = 0;
     let mut policy_retries = 0;
     let mut lost = 0;
     let mut remote = job
@@ -245,6 +248,7 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                 mark(ctx, job, sent_at, attempt)
                     .await
                     .map_err(|m| fail(FailureKind::Store, attempt, m))?;
+                let out = Outstanding::new(ctx, job);
                 match ctx.client.submit(&job.request).await {
                     Ok(id) => {
                         accepted(ctx, job.kind);
@@ -256,12 +260,13 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                         };
                         let submitted = f.submitted;
                         // Recorded before polling: a rerun after a crash re-attaches instead of paying again.
-                        record(ctx, job, f)
-                            .await
-                            .map_err(|m| fail(FailureKind::Store, attempt, m))?;
+                        let recorded = record(ctx, job, f).await;
+                        drop(out);
+                        recorded.map_err(|m| fail(FailureKind::Store, attempt, m))?;
                         (id, submitted)
                     }
                     Err(ApiError::NoAnswer { message }) => {
+                        drop(out);
                         match adopt(ctx, job, sent_at, attempt).await? {
                             Some(id) => {
                                 accepted(ctx, job.kind);
@@ -284,32 +289,30 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                     }
                     Err(e) => {
                         // G-Labs answered: no task was created.
+                        drop(out);
                         clear_mark(ctx, job).await;
                         drop(permit);
                         ctx.release(&job.model);
                         match on_error(ctx, &e) {
+                            // 429, or a 5xx answer to the submit: G-Labs said
+                            // nothing about the generation, so no attempt is
+                            // spent; --max-wait without progress ends it.
                             Step::Pace { why, retry_after } => {
-                                pace(ctx, job, attempt, &why, retry_after)
+                                let wait = retry_after.unwrap_or(ctx.policy.backoff);
+                                pace(ctx, job, attempt, &why, wait)
                                     .await
                                     .map_err(|m| fail(FailureKind::ApiError, attempt, m))?;
                                 continue;
                             }
-                            Step::Retry { why, retry_after }
-                                if retry_later(
-                                    ctx,
-                                    job,
-                                    &mut transient,
-                                    attempt,
-                                    &why,
-                                    retry_after,
-                                )
-                                .await =>
-                            {
-                                continue
+                            Step::Retry { why, retry_after } => {
+                                paced += 1;
+                                let wait = ctx.policy.backoff(paced, retry_after);
+                                pace(ctx, job, attempt, &why, wait)
+                                    .await
+                                    .map_err(|m| fail(FailureKind::ApiError, attempt, m))?;
+                                continue;
                             }
-                            Step::Retry { why, .. } | Step::Again { why } => {
-                                return Err(fail(e.kind(), attempt, why))
-                            }
+                            Step::Again { why } => return Err(fail(e.kind(), attempt, why)),
                             Step::Fail(kind, msg) => return Err(fail(kind, attempt, msg)),
                         }
                     }
@@ -438,7 +441,8 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
         let _ = tokio::task::spawn_blocking(move || store.clear_in_flight(&key, slot)).await;
         match step {
             Step::Pace { why, retry_after } => {
-                pace(ctx, job, attempt, &why, retry_after)
+                let wait = retry_after.unwrap_or(ctx.policy.backoff);
+                pace(ctx, job, attempt, &why, wait)
                     .await
                     .map_err(|m| fail(FailureKind::ApiError, attempt, m))?;
             }
@@ -505,14 +509,15 @@ fn accepted(ctx: &Ctx, kind: TaskKind) {
         .store(now_ms(), std::sync::atomic::Ordering::SeqCst);
 }
 
-/// Wait out backpressure (`Retry-After`, else the backoff): no attempt is
-/// spent. Err once `max_wait` passed without any progress in the run.
+/// Wait out backpressure for `wait` (capped at the largest backoff): no
+/// attempt is spent. Err once `max_wait` passed without any progress in the
+/// run.
 async fn pace(
     ctx: &Ctx,
     job: &CandidateJob,
     attempt: u32,
     why: &str,
-    retry_after: Option<Duration>,
+    wait: Duration,
 ) -> Result<(), String> {
     let last = ctx.last_progress.load(std::sync::atomic::Ordering::SeqCst);
     let stalled = Duration::from_millis(now_ms().saturating_sub(last));
@@ -525,9 +530,7 @@ async fn pace(
     if ctx.stopping() {
         return Err(ctx.stop_reason());
     }
-    let wait = retry_after
-        .unwrap_or(ctx.policy.backoff)
-        .min(ctx.policy.backoff_max);
+    let wait = wait.min(ctx.policy.backoff_max);
     ctx.report.event(Event::Retry {
         task: job.task.clone(),
         slot: job.slot,
@@ -567,6 +570,58 @@ async fn record(ctx: &Ctx, job: &CandidateJob, f: InFlight) -> Result<(), String
         .map_err(|e| format!("cannot record the G-Labs task in the store: {e}"))
 }
 
+/// A submission sent and not yet resolved (answered and recorded, or
+/// failed), counted per (type, prompt) while it lives.
+struct Outstanding<'a> {
+    ctx: &'a Ctx,
+    key: (TaskKind, String),
+}
+
+impl<'a> Outstanding<'a> {
+    fn key(job: &CandidateJob) -> (TaskKind, String) {
+        (
+            job.kind,
+            job.request.body["prompt"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        )
+    }
+    fn new(ctx: &'a Ctx, job: &CandidateJob) -> Outstanding<'a> {
+        let key = Self::key(job);
+        *ctx.outstanding
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.clone())
+            .or_default() += 1;
+        Outstanding { ctx, key }
+    }
+    fn count(ctx: &Ctx, job: &CandidateJob) -> usize {
+        ctx.outstanding
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&Self::key(job))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        let mut m = self
+            .ctx
+            .outstanding
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.key);
+            }
+        }
+    }
+}
+
 /// How far G-Labs' clock may lag ours when matching `created_at`.
 const CLOCK_SKEW_MS: u64 = 5_000;
 
@@ -590,6 +645,16 @@ async fn adopt(
     for round in 0..3u32 {
         if round > 0 {
             ctx.sleep(ctx.policy.backoff * round).await;
+        }
+        // Another slot's submission with this prompt may have created its
+        // task and not recorded it yet: wait until those are resolved
+        // (bounded: each send times out).
+        let started = Instant::now();
+        while Outstanding::count(ctx, job) > 0 && started.elapsed() < Duration::from_secs(150) {
+            if ctx.interrupted() {
+                return Ok(None);
+            }
+            ctx.sleep(Duration::from_millis(20)).await;
         }
         let Ok(listed) = ctx.client.list_tasks().await else {
             continue;

@@ -90,7 +90,9 @@ fn backpressure_without_progress_gives_up_after_max_wait_and_says_so() {
 
 #[test]
 fn a_bad_tunnel_days_first_run_builds_everything_and_pays_once() {
+    // The bad tunnel day: 500s, drops, lost answers, 429s.
     let sim = Sim::start(SimConfig {
+        error_rate: 0.2,
         drop_rate: 0.05,
         lose_answer_rate: 0.1,
         rate_limit_every: Some(5),
