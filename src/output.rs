@@ -144,6 +144,18 @@ impl Layout {
             .join(&self.ver)
             .join(format!("{}-c{}.{ext}", safe_component(label), slot + 1))
     }
+    /// An earlier take (from the store's history), named by its content so
+    /// no later re-roll ever rewrites it.
+    pub fn earlier_take(&self, kind: TaskKind, label: &str, object: &str) -> PathBuf {
+        let current = self.asset(kind, label, 0);
+        let ext = current
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("png")
+            .to_string();
+        let hash12: String = object.chars().take(12).collect();
+        current.with_file_name(format!("{}-earlier-{hash12}.{ext}", safe_component(label)))
+    }
     pub fn qa_attempt(&self, label: &str, slot: u32, attempt: u32) -> PathBuf {
         self.out
             .join("Assets")
@@ -186,6 +198,9 @@ pub fn file_url(p: &Path) -> String {
     let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     format!("file://{}", abs.display())
 }
+
+/// Earlier takes listed after the current candidates of a task.
+pub const EARLIER_TAKES: usize = 8;
 
 pub struct Written {
     pub flow: Option<PathBuf>,
@@ -233,14 +248,36 @@ pub fn write(
                 shown.push(urls.candidate(c, &dest));
             }
         }
+        let rec = o.key.as_ref().and_then(|k| store.task(k).ok().flatten());
+        // Earlier takes after the current ones, newest first, as PatchWork
+        // lists them: a take liked before a re-roll can still be picked.
+        // Index 0 (the auto-pick) stays the current first candidate.
+        if let Some(rec) = &rec {
+            let mut seen: std::collections::BTreeSet<&str> =
+                o.candidates.iter().map(|c| c.object.as_str()).collect();
+            let earlier = rec
+                .history
+                .iter()
+                .rev()
+                .flat_map(|h| h.candidates.iter())
+                .filter(|c| !flagged(c))
+                .filter(|c| seen.insert(c.object.as_str()))
+                .take(EARLIER_TAKES);
+            for c in earlier {
+                let dest = layout.earlier_take(t.kind, &t.label(), &c.object);
+                if place(store, repair, c, &dest)? {
+                    assets += 1;
+                    // Published when it was current: its public URL stays good.
+                    shown.push(match (urls.objects.get(&c.object), &c.url) {
+                        (Some(u), _) | (None, Some(u)) => u.clone(),
+                        (None, None) => file_url(&dest),
+                    });
+                }
+            }
+        }
         // Every flagged attempt, current or replaced, under qa_loop/.
         let reviewed = o.candidates.iter().any(|c| c.qa.is_some());
-        if let Some(rec) = o
-            .key
-            .as_ref()
-            .filter(|_| reviewed)
-            .and_then(|k| store.task(k).ok().flatten())
-        {
+        if let Some(rec) = rec.as_ref().filter(|_| reviewed) {
             let attempts = rec
                 .candidates
                 .iter()

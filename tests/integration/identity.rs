@@ -310,3 +310,63 @@ fn spend_lists_every_run_and_agrees_with_the_builds() {
     let human = t.run(&["spend"]);
     assert!(human.stdout.contains("total: 2 run(s)"), "{}", human.stdout);
 }
+
+/// Earlier takes stay reachable: after a re-roll, the generated flow lists
+/// the new candidates first and then the replaced ones, so a take liked
+/// before the re-roll can still be picked, and picking it pays nothing.
+#[test]
+fn earlier_takes_follow_the_current_ones_in_the_generated_flow() {
+    let sim = Sim::start(fast_sim());
+    let t = Test::new().fixture("demo-offline.nbflow", "ad.nbflow");
+    t.build(&sim, &["--mode", "images", "--candidates", "2"])
+        .assert_code(0);
+    let takes = |g: &Value| -> Vec<String> {
+        node_mut(&mut g.clone(), 0, 3)["properties"]["_savedImages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u.as_str().unwrap().to_string())
+            .collect()
+    };
+    let read = |u: &str| std::fs::read(u.strip_prefix("file://").unwrap()).unwrap();
+    let before: Vec<Vec<u8>> = takes(&t.generated()).iter().map(|u| read(u)).collect();
+    assert_eq!(before.len(), 2);
+    t.build(
+        &sim,
+        &["--mode", "images", "--candidates", "2", "--only", "scene01"],
+    )
+    .assert_code(0);
+    let after = takes(&t.generated());
+    assert_eq!(
+        after.len(),
+        4,
+        "2 new takes, then the 2 earlier ones: {after:?}"
+    );
+    let bytes: Vec<Vec<u8>> = after.iter().map(|u| read(u)).collect();
+    assert!(
+        !before.contains(&bytes[0]) && !before.contains(&bytes[1]),
+        "new takes first"
+    );
+    assert!(
+        before.contains(&bytes[2]) && before.contains(&bytes[3]),
+        "then the earlier ones"
+    );
+    // The gate's gallery offers them too. The re-roll left scene02 stale
+    // (its input's pick changed); picking the earlier take scene02 was built
+    // from (the old c1) makes it fresh again for nothing, and picking the
+    // other earlier take rebuilds exactly scene02.
+    let gate = node_mut(&mut t.generated(), 0, 4)["properties"].clone();
+    assert!(gate.to_string().contains(&after[2]), "{gate:#}");
+    let args = ["--mode", "images", "--candidates", "2"];
+    assert_eq!(stale(&plan(&t, &args)), vec!["image:scene02"]);
+    let pick = |k: usize| {
+        let u = after[k].clone();
+        t.edit_json("ad.nbflow", |v| {
+            node_mut(v, 0, 4)["properties"]["_lastApprovedData"] = json!(u)
+        });
+    };
+    pick(2);
+    assert!(stale(&plan(&t, &args)).is_empty());
+    pick(3);
+    assert_eq!(stale(&plan(&t, &args)), vec!["image:scene02"]);
+}
