@@ -109,3 +109,42 @@ fn a_bad_tunnel_days_first_run_builds_everything_and_pays_once() {
     );
     assert_every_candidate_once(&t, &sim);
 }
+
+/// Issue 17's done-when, whole flow (stills and the clips made from them,
+/// two tabs, chains and a dynamic fan-out): the first run on a bad tunnel
+/// day builds every task; the simulator created exactly the candidates the
+/// flow needs, and with `lose_every 7` exactly those plus the tasks the
+/// simulator itself lost.
+#[test]
+fn a_bad_tunnel_days_first_run_of_the_whole_flow_builds_every_task() {
+    for lose_every in [None, Some(7)] {
+        let sim = Sim::start(SimConfig {
+            error_rate: 0.2,
+            drop_rate: 0.05,
+            lose_answer_rate: 0.1,
+            rate_limit_every: Some(5),
+            lose_every,
+            seed: 11,
+            ..fast_sim()
+        });
+        let t = Test::new().fixture("demo-offline.nbflow", "ad.nbflow");
+        let r = t.build(&sim, &["--candidates", "2"]);
+        r.assert_code(0);
+        let s = r.json();
+        assert_eq!(s["tasks"]["built"], 7, "{lose_every:?}: {}", r.stderr);
+        let created = sim.created();
+        let lost = created.iter().filter(|c| c.forgotten).count() as u64;
+        // 5 stills and 2 clips, 2 candidates each.
+        assert_eq!(
+            created.len() as u64,
+            14 + lost,
+            "{lose_every:?}: {:?}",
+            sim.stats()
+        );
+        if lose_every.is_some() {
+            assert!(lost > 0, "the simulator lost tasks: {:?}", sim.stats());
+        }
+        let st = sim.stats();
+        assert!(st.errors > 0 && st.rate_limited > 0, "faults fired: {st:?}");
+    }
+}
