@@ -211,6 +211,7 @@ pub fn plan_json(s: &Settings, compiled: &Compiled, p: &Plan) -> serde_json::Val
             "total": p.items.len(),
             "fresh": p.fresh_count(),
             "stale": p.stale().count(),
+            "blocked": p.items.iter().filter(|i| matches!(i.status, Status::Blocked { .. })).count(),
         },
         "calls": {"image": p.image_calls, "video": p.video_calls},
         "credits": p.credits,
@@ -246,9 +247,19 @@ pub fn print_plan(compiled: &Compiled, p: &Plan, all: bool, out: &mut dyn std::i
         let _ = writeln!(out, "{line}");
     }
     let stale = p.stale().count();
+    let blocked = p
+        .items
+        .iter()
+        .filter(|i| matches!(i.status, Status::Blocked { .. }))
+        .count();
+    let blocked_note = if blocked > 0 {
+        format!("; {blocked} blocked, not in the cost")
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "plan: {} task{}, {} fresh, {} to build: {} image + {} video call{}, about {} credits",
+        "plan: {} task{}, {} fresh, {} to build: {} image + {} video call{}, about {} credits{blocked_note}",
         p.items.len(),
         if p.items.len() == 1 { "" } else { "s" },
         p.fresh_count(),

@@ -241,7 +241,20 @@ impl Test {
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|x| x == "nbflow"))
             .collect();
-        files.sort();
+        // `{name}-generated-{date}-{time}.nbflow`, and `-2`, `-3`... for later
+        // ones in the same second: order by the time, then that number (a
+        // plain sort puts `...-2.nbflow` before `....nbflow`).
+        let order = |p: &PathBuf| {
+            let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+            let (time, n) = match stem.rsplit_once('-') {
+                Some((head, n)) if n.len() < 4 && n.chars().all(|c| c.is_ascii_digit()) => {
+                    (head.to_string(), n.parse::<u32>().unwrap())
+                }
+                _ => (stem.clone(), 1),
+            };
+            (time, n)
+        };
+        files.sort_by_key(order);
         let p = files.last().expect("a generated flow");
         serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
     }

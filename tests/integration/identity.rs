@@ -202,6 +202,16 @@ fn an_unreachable_reference_blocks_only_its_tasks_before_any_call() {
         blocked.iter().all(|n| n.starts_with("b-roll")),
         "{blocked:?}"
     );
+    // The plan leaves them out of its cost, and says so.
+    assert_eq!(p["summary"]["blocked"], blocked.len());
+    let human = t.run(&["plan", "--mode", "images", "--candidates", "1"]);
+    assert!(
+        human
+            .stdout
+            .contains(&format!("{} blocked, not in the cost", blocked.len())),
+        "{}",
+        human.stdout
+    );
     let quoted = planned_calls(&p);
     let r = t.build(&sim, &["--mode", "images", "--candidates", "1"]);
     r.assert_code(1);
