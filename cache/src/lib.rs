@@ -565,9 +565,12 @@ impl Store {
         Ok(id)
     }
 
-    /// Copy the file at `path` into the store, hashing as it streams
-    /// (constant memory); returns (id, size). Durable when this returns.
-    pub fn put_file(&self, path: &Path) -> Result<(ObjectId, u64)> {
+    /// Copy `path` into a new temporary file of the store, hashing as it
+    /// streams (constant memory): the file, its blake3 and its size.
+    pub(crate) fn copy_to_tmp(
+        &self,
+        path: &Path,
+    ) -> Result<(tempfile::NamedTempFile, ObjectId, u64)> {
         let mut src = fs::File::open(path)
             .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
         let mut tmp = self.new_tmp()?;
@@ -587,14 +590,20 @@ impl Store {
                 .map_err(|e| StoreError::io(format!("writing {}", tmp_path.display()), e))?;
             size += n as u64;
         }
-        let id = hasher.finalize().to_hex().to_string();
+        Ok((tmp, hasher.finalize().to_hex().to_string(), size))
+    }
+
+    /// Copy the file at `path` into the store, hashing as it streams
+    /// (constant memory); returns (id, size). Durable when this returns.
+    pub fn put_file(&self, path: &Path) -> Result<(ObjectId, u64)> {
+        let (tmp, id, size) = self.copy_to_tmp(path)?;
         self.remember(&id);
         if self.object_present(&id, size) && !self.replace_rotten(&id)? {
             return Ok((id, size)); // the temp file is deleted on drop
         }
         tmp.as_file()
             .sync_all()
-            .map_err(|e| StoreError::io(format!("writing {}", tmp_path.display()), e))?;
+            .map_err(|e| StoreError::io(format!("writing {}", tmp.path().display()), e))?;
         self.install(tmp, &id, size)?;
         Ok((id, size))
     }

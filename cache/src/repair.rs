@@ -212,32 +212,13 @@ impl Store {
         if !is_object_id(id) {
             return Err(StoreError::BadObjectId(id.to_string()));
         }
-        let mut src = fs::File::open(from)
-            .map_err(|e| StoreError::io(format!("opening {}", from.display()), e))?;
-        let mut tmp = self.new_tmp()?;
-        let tmp_path = tmp.path().to_path_buf();
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; COPY_BUF];
-        let mut size = 0u64;
-        loop {
-            let n = match src.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(StoreError::io(format!("reading {}", from.display()), e)),
-            };
-            hasher.update(&buf[..n]);
-            tmp.write_all(&buf[..n])
-                .map_err(|e| StoreError::io(format!("writing {}", tmp_path.display()), e))?;
-            size += n as u64;
-        }
-        let actual = hasher.finalize().to_hex().to_string();
+        let (tmp, actual, size) = self.copy_to_tmp(from)?;
         if actual != id {
             return Ok(Restore::Mismatch { actual, size });
         }
         tmp.as_file()
             .sync_all()
-            .map_err(|e| StoreError::io(format!("writing {}", tmp_path.display()), e))?;
+            .map_err(|e| StoreError::io(format!("writing {}", tmp.path().display()), e))?;
         let quarantined = self.quarantine_copy(id)?;
         self.remember(id);
         self.install(tmp, id, size)?;
