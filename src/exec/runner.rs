@@ -490,7 +490,9 @@ impl Latencies {
     pub fn next_poll(&self, model: &str, elapsed: Duration, p: &Policy) -> Option<Duration> {
         let m = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let expected = *m.get(model)?.iter().min()?;
-        let dense = (expected / 20).clamp(Duration::from_millis(20), p.poll_start);
+        // Never below 20 ms, unless the policy's own floor is lower.
+        let floor = Duration::from_millis(20).min(p.poll_start);
+        let dense = (expected / 20).clamp(floor, p.poll_start.max(floor));
         if elapsed + dense < expected {
             Some((expected - elapsed).min(p.poll_max))
         } else if elapsed < expected + expected / 2 {
@@ -1019,5 +1021,43 @@ async fn commit(
             Err(format!("cannot store the candidate: {e}"))
         }
         Err(e) => Err(format!("cannot store the candidate: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod latency_tests {
+    use super::*;
+
+    #[test]
+    fn polls_densely_around_the_expected_finish_whatever_the_policy() {
+        let l = Latencies::default();
+        let p = Policy::default();
+        assert_eq!(
+            l.next_poll("m", Duration::ZERO, &p),
+            None,
+            "nothing seen yet"
+        );
+        l.seen("m", Duration::from_secs(2));
+        // Wait until the expected finish, then a twentieth of it apart.
+        assert_eq!(
+            l.next_poll("m", Duration::from_millis(500), &p),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            l.next_poll("m", Duration::from_millis(1990), &p),
+            Some(Duration::from_millis(100))
+        );
+        // Past one and a half times the expected latency: the default schedule.
+        assert_eq!(l.next_poll("m", Duration::from_secs(4), &p), None);
+        // A policy polling faster than 20 ms (benchmarks) never panics.
+        let fast = Policy {
+            poll_start: Duration::from_millis(1),
+            ..Policy::default()
+        };
+        l.seen("fast", Duration::from_millis(10));
+        assert_eq!(
+            l.next_poll("fast", Duration::from_millis(10), &fast),
+            Some(Duration::from_millis(1))
+        );
     }
 }
