@@ -274,6 +274,12 @@ fn noop(rt: &tokio::runtime::Runtime, scenes: usize) {
         build.as_secs_f64() * 1e3,
         build.as_secs_f64() / validate.as_secs_f64()
     );
+    // NBBUILD_BENCH_KEEP=1 keeps the filled project to look inside (for
+    // example `NBBUILD_TIMINGS=1 nbbuild bench.nbflow` there).
+    if std::env::var_os("NBBUILD_BENCH_KEEP").is_some() {
+        eprintln!("kept: {}", dir.path().display());
+        std::mem::forget(dir);
+    }
 }
 
 fn main() {
