@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::harness::{held, wait_until, Held, Sim, Test};
+use crate::harness::{held, unadopted, wait_until, Held, Sim, Test};
 
 /// `--concurrency` of the killed runs: at most this many submissions can be
 /// between G-Labs' answer and the flushed in-flight record at a kill.
@@ -60,7 +60,6 @@ fn chaos(kills: usize, seed: u64) {
     let mut before = Held::default();
     let mut recorded: BTreeSet<String> = BTreeSet::new();
     let mut unrecorded = 0;
-    let mut last_unrecorded = 0;
     let mut rounds = 0;
     let mut mid_run = 0;
     for k in 0..kills {
@@ -109,7 +108,6 @@ fn chaos(kills: usize, seed: u64) {
             "round {k}: {lost_answers} tasks created that the store does not know"
         );
         unrecorded += lost_answers;
-        last_unrecorded = lost_answers;
         recorded.extend(h.in_flight.values().cloned());
         if alive && sent > 0 && h.candidates.len() < total {
             mid_run += 1;
@@ -127,7 +125,8 @@ fn chaos(kills: usize, seed: u64) {
         "no kill landed mid-run in {rounds} rounds: nothing was tested"
     );
     // Sent before the last kill without their answer recorded: adopted.
-    let missing = total - before.candidates.len() - before.in_flight.len() - last_unrecorded;
+    let pending = unadopted(&sim, &before);
+    let missing = total - before.candidates.len() - before.in_flight.len() - pending;
     let submits_before = sim.submits();
     let r = t.build(&sim, &["chaos.nbflow", "--candidates", "1"]);
     r.assert_code(0);

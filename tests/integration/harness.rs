@@ -372,3 +372,14 @@ pub fn cached_candidates(t: &Test) -> u64 {
     stats.assert_code(0);
     stats.json()["stats"]["candidates"].as_u64().unwrap()
 }
+
+/// Tasks the simulator created (and still knows) that the store does not
+/// record: submissions whose answer a kill cut off, in any round so far.
+/// The next run finds them at G-Labs and adopts them instead of paying.
+pub fn unadopted(sim: &Sim, held: &Held) -> usize {
+    let known = held.ids();
+    sim.created()
+        .iter()
+        .filter(|c| !c.forgotten && !known.contains(&c.task_id))
+        .count()
+}

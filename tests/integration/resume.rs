@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::harness::{held, wait_until, Held, Sim, Test};
+use crate::harness::{held, unadopted, wait_until, Held, Sim, Test};
 
 /// The default `--concurrency`: at most this many submissions can be
 /// between G-Labs' answer and the flushed in-flight record at a kill.
@@ -36,7 +36,6 @@ fn killed_run_resumes_without_paying_twice() {
     // the answer was on its way back (adoption of lost answers is not in
     // yet, so the next run pays for the candidate again).
     let mut unrecorded = 0;
-    let mut last_unrecorded = 0;
     let mut before = Held::default();
     for round in 0..2u64 {
         let created_before = sim.created().len();
@@ -83,14 +82,14 @@ fn killed_run_resumes_without_paying_twice() {
             h.in_flight.len()
         );
         unrecorded += lost_answers;
-        last_unrecorded = lost_answers;
         recorded.extend(h.in_flight.values().cloned());
         before = h;
     }
     // The final run pays exactly for the slots neither stored, nor in
     // flight, nor sent before the last kill without their answer recorded
     // (those are found at G-Labs and adopted).
-    let missing = 10 - before.candidates.len() - before.in_flight.len() - last_unrecorded;
+    let pending = unadopted(&sim, &before);
+    let missing = 10 - before.candidates.len() - before.in_flight.len() - pending;
     let submits_before = sim.submits();
     let run = t.build(&sim, &["--candidates", "2", "--mode", "images"]);
     run.assert_code(0);
