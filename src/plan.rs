@@ -412,11 +412,17 @@ impl Decider {
         match &item.status {
             Status::Blocked { .. }
             | Status::Stale(Reason::Forced | Reason::UpstreamChanges { .. }) => None,
-            Status::Stale(_) => (0..n)
-                .map(|s| rec.candidate(s))
-                .find(|c| c.is_none_or(|c| !is_flagged(c)))
-                .flatten()
-                .map(|c| c.object.clone()),
+            Status::Stale(reason) => {
+                // A flagged slot before the first clean one is re-rolled, and
+                // a clean re-roll there becomes the pick: not settled.
+                let first_clean =
+                    (0..n).find(|&s| rec.candidate(s).is_some_and(|c| !is_flagged(c)))?;
+                let generated = slots_to_generate(reason, Some(rec), n);
+                if generated.iter().any(|&g| g < first_clean) {
+                    return None;
+                }
+                rec.candidate(first_clean).map(|c| c.object.clone())
+            }
             Status::Fresh | Status::Skipped { .. } => {
                 pick(&rec.candidates, n).map(|c| c.object.clone())
             }
