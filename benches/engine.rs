@@ -64,7 +64,8 @@ async fn run_ordered(
     critical_path_first: bool,
 ) -> (Duration, u64) {
     let store = Arc::new(nbbuild_cache::Store::open(&dir.join(".nbbuild")).unwrap());
-    let client = nbbuild::glabs::Client::new(sim_url, None).unwrap();
+    let client: Arc<dyn nbbuild::generator::Generator> =
+        Arc::new(nbbuild::glabs::Client::new(sim_url, None).unwrap());
     let opts = ExecOptions {
         concurrency: 5,
         critical_path_first,

@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod exec;
 pub mod flow;
+pub mod generator;
 pub mod glabs;
 pub mod holder;
 pub mod key;

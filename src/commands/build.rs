@@ -7,7 +7,8 @@ use crate::cli::BuildArgs;
 use crate::error::{Error, ErrorKind, Result};
 use crate::exec::runner::Policy;
 use crate::exec::{ExecOptions, Executor, RunReport, TaskOutcome, TaskState};
-use crate::glabs::{ApiError, Client};
+use crate::generator::{ApiError, Generator, Unreachable};
+use crate::glabs::Client;
 use crate::holder::live::{Live, LiveReporter};
 use crate::holder::server::Holder;
 use crate::output::Layout;
@@ -306,29 +307,32 @@ async fn execute(
     // configured server is still used: a flagged still is re-rolled there.
     let (base, key) = if calls == 0 && !needs_sim && s.server.is_none() {
         sim = None;
-        ("http://127.0.0.1:9".to_string(), None)
+        (None, None)
     } else if s.sim {
         let h = nbbuild_sim::start(nbbuild_sim::SimConfig::default(), 0)
             .await
             .map_err(|e| Error::env("cannot start the built-in simulator").cause(e.to_string()))?;
         let url = h.url();
         sim = Some(h);
-        (url, None)
+        (Some(url), None)
     } else {
         sim = None;
         match &s.server {
-            Some(u) => (u.clone(), s.api_key.clone()),
+            Some(u) => (Some(u.clone()), s.api_key.clone()),
             None => {
                 return Err(Error::usage(format!("{calls} call(s) to make but no G-Labs server is configured"))
                     .hint("pass --server URL (or set GLABS_SERVER) with GLABS_API_KEY, or --sim to use the built-in simulator"))
             }
         }
     };
-    let client = Client::new(&base, key).map_err(|e| Error::internal(e.message()))?;
+    let generator: Arc<dyn Generator> = match &base {
+        Some(base) => Arc::new(Client::new(base, key).map_err(|e| Error::internal(e.message()))?),
+        None => Arc::new(Unreachable),
+    };
     if calls > 0 {
-        check_server(&client).await?;
+        check_server(generator.as_ref()).await?;
     }
-    let reviewer = s.qa.reviewer(Some(&base));
+    let reviewer = s.qa.reviewer(base.as_deref());
     let stale_stills = plan
         .items
         .iter()
@@ -354,7 +358,13 @@ async fn execute(
         }),
         repair: Some(repair),
     };
-    let exec = Executor::new(store.clone(), client, &s.project.dir, report.clone(), opts);
+    let exec = Executor::new(
+        store.clone(),
+        generator,
+        &s.project.dir,
+        report.clone(),
+        opts,
+    );
     report.event(Event::Start {
         tasks: plan.stale().count(),
         calls,
@@ -466,7 +476,7 @@ fn print_summary(
 }
 
 /// One clear error for a dead tunnel or a wrong key, before anything is spent.
-async fn check_server(client: &Client) -> Result<()> {
+async fn check_server(client: &dyn Generator) -> Result<()> {
     let mut health = client.health().await;
     for wait in [200, 1000] {
         match health {
@@ -479,12 +489,12 @@ async fn check_server(client: &Client) -> Result<()> {
     }
     match health {
         Ok(_) => Ok(()),
-        Err(ApiError::Unauthorized) => Err(Error::new(ErrorKind::Environment, format!("G-Labs at {} refused the API key", client.base()))
+        Err(ApiError::Unauthorized) => Err(Error::new(ErrorKind::Environment, format!("G-Labs at {} refused the API key", client.location()))
             .hint("check GLABS_API_KEY (or --api-key): it is the key shown in G-Labs' Webhook settings")),
-        Err(e @ ApiError::Down { .. }) => Err(Error::new(ErrorKind::Environment, format!("G-Labs is not reachable at {}", client.base()))
+        Err(e @ ApiError::Down { .. }) => Err(Error::new(ErrorKind::Environment, format!("G-Labs is not reachable at {}", client.location()))
             .cause(e.message())
             .hint("is the G-Labs app running? A tunnel URL changes whenever the tunnel restarts: copy the new one into --server / GLABS_SERVER")),
-        Err(e) => Err(Error::new(ErrorKind::Environment, format!("G-Labs at {} is not healthy", client.base())).cause(e.message()).hint("try again in a minute, or check the G-Labs app")),
+        Err(e) => Err(Error::new(ErrorKind::Environment, format!("G-Labs at {} is not healthy", client.location())).cause(e.message()).hint("try again in a minute, or check the G-Labs app")),
     }
 }
 

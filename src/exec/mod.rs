@@ -9,22 +9,25 @@
 pub mod inputs;
 pub mod limiter;
 pub mod runner;
+pub mod scheduler;
 pub mod state;
 
 use crate::compile::{InputSource, TaskKind};
-use crate::glabs::{Client, FailureKind, GenRequest, RefImage};
+use crate::generator::{GenInput, Generator, RefImage};
+use crate::glabs::FailureKind;
 use crate::plan::{is_flagged, judge, slots_to_generate, Decider, PlanItem, Reason, Status};
 use crate::progress::{Event, Reporter};
 use crate::qa::{Review, Reviewer};
 use inputs::Inputs;
 use nbbuild_cache::{Store, TaskRecord};
 use runner::{CandidateJob, Policy};
+use scheduler::{Action, Completion, Scheduler};
 pub use state::{Failure, TaskOutcome, TaskState};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, Notify};
 
 /// How a run treats each task.
 #[derive(Clone)]
@@ -58,7 +61,7 @@ pub struct EagerMirror {
 /// Shared by every task of a run.
 pub struct Ctx {
     pub store: Arc<Store>,
-    pub client: Client,
+    pub generator: Arc<dyn Generator>,
     pub inputs: Inputs,
     pub report: Arc<dyn Reporter>,
     pub policy: Policy,
@@ -249,7 +252,7 @@ pub struct Executor {
 impl Executor {
     pub fn new(
         store: Arc<Store>,
-        client: Client,
+        generator: Arc<dyn Generator>,
         dir: &std::path::Path,
         report: Arc<dyn Reporter>,
         opts: ExecOptions,
@@ -257,7 +260,7 @@ impl Executor {
         let ctx = Ctx {
             inputs: Inputs::new(store.clone(), dir).repairing(opts.repair.clone()),
             store,
-            client,
+            generator,
             report,
             policy: opts.policy.clone(),
             slots: Arc::new(limiter::Limiter::new(opts.concurrency.max(1))),
@@ -288,51 +291,82 @@ impl Executor {
     }
 
     /// Run every task the decider's flow holds; returns when all reached a
-    /// final state.
+    /// final state. The scheduler (`scheduler.rs`) says what starts when;
+    /// each started task runs on its own tokio task and reports back on one
+    /// channel of completions.
     pub async fn run(&self, decider: Arc<Decider>) -> RunReport {
         let compiled = decider.compiled.clone();
         let n = compiled.tasks.len();
-        let (senders, receivers): (Vec<_>, Vec<_>) = (0..n)
-            .map(|_| watch::channel::<Option<TaskOutcome>>(None))
-            .unzip();
         let priorities = if self.opts.critical_path_first {
             critical_path(&compiled)
         } else {
             vec![0; n]
         };
-        let mut set = tokio::task::JoinSet::new();
-        for (i, tx) in senders.into_iter().enumerate() {
-            let priority = priorities[i];
-            let ctx = self.ctx.clone();
-            let compiled = compiled.clone();
-            let decider = decider.clone();
-            let deps: Vec<(usize, watch::Receiver<Option<TaskOutcome>>)> = compiled.tasks[i]
-                .deps()
-                .map(|d| (d, receivers[d].clone()))
-                .collect();
-            set.spawn(async move {
-                let outcome = run_task(&ctx, &decider, i, deps, priority, &tx).await;
-                let t = &compiled.tasks[i];
-                ctx.report.event(Event::TaskDone {
-                    task: format!("{} {}", t.kind.as_str(), t.label()),
-                    state: outcome.state.as_str(),
-                    note: match outcome.failures.first() {
-                        Some(f)
-                            if matches!(outcome.state, TaskState::Failed | TaskState::Skipped) =>
-                        {
-                            f.message.clone()
-                        }
-                        _ => outcome.note.clone(),
-                    },
-                });
-                let _ = tx.send(Some(outcome));
-            });
-        }
-        while let Some(r) = set.join_next().await {
-            if let Err(e) = r {
-                if e.is_panic() {
-                    self.ctx.halt("an internal error stopped one task");
+        let mut sched = Scheduler::new(
+            compiled.tasks.iter().map(|t| t.deps().collect()).collect(),
+            (0..n).map(|i| decider.skip(i).is_some()).collect(),
+            compiled.tasks.iter().map(|t| t.label()).collect(),
+        );
+        let (tx, mut rx) = mpsc::unbounded_channel::<Completion>();
+        let mut actions = sched.begin();
+        while !sched.finished() {
+            for action in std::mem::take(&mut actions) {
+                match action {
+                    Action::Start { task, picks } => {
+                        let (ctx, decider, events) =
+                            (self.ctx.clone(), decider.clone(), tx.clone());
+                        let priority = priorities[task];
+                        let inner = tokio::spawn(async move {
+                            run_task(&ctx, &decider, task, picks, priority, &events).await
+                        });
+                        let tx = tx.clone();
+                        let ctx = self.ctx.clone();
+                        tokio::spawn(async move {
+                            let outcome = match inner.await {
+                                Ok(o) => o,
+                                Err(e) => {
+                                    ctx.halt("an internal error stopped one task");
+                                    failed(
+                                        None,
+                                        FailureKind::Internal,
+                                        format!("internal error: {e}"),
+                                    )
+                                }
+                            };
+                            let _ = tx.send(Completion::Done(task, outcome));
+                        });
+                    }
+                    Action::Finished { task } => {
+                        let t = &compiled.tasks[task];
+                        let Some(outcome) = sched.outcome(task) else {
+                            continue;
+                        };
+                        self.ctx.report.event(Event::TaskDone {
+                            task: format!("{} {}", t.kind.as_str(), t.label()),
+                            state: outcome.state.as_str(),
+                            note: match outcome.failures.first() {
+                                Some(f)
+                                    if matches!(
+                                        outcome.state,
+                                        TaskState::Failed | TaskState::Skipped
+                                    ) =>
+                                {
+                                    f.message.clone()
+                                }
+                                _ => outcome.note.clone(),
+                            },
+                        });
+                    }
                 }
+            }
+            if sched.finished() {
+                break;
+            }
+            // The executor holds a sender, so this never ends before every
+            // started task has reported.
+            match rx.recv().await {
+                Some(c) => actions = sched.on(c),
+                None => break,
             }
         }
         // Uploads started as candidates landed.
@@ -341,16 +375,8 @@ impl Executor {
         for u in uploads {
             let _ = u.await;
         }
-        let outcomes = receivers
-            .iter()
-            .map(|r| {
-                r.borrow()
-                    .clone()
-                    .unwrap_or_else(|| TaskOutcome::new(TaskState::NotRun))
-            })
-            .collect();
         RunReport {
-            outcomes,
+            outcomes: sched.into_outcomes(),
             publish_failures: Vec::new(),
             image_calls: self.ctx.image_calls.load(Ordering::SeqCst),
             video_calls: self.ctx.video_calls.load(Ordering::SeqCst),
@@ -463,49 +489,13 @@ async fn run_task(
     ctx: &Ctx,
     decider: &Arc<Decider>,
     i: usize,
-    deps: Vec<(usize, watch::Receiver<Option<TaskOutcome>>)>,
+    picks: BTreeMap<usize, String>,
     priority: u64,
-    early: &watch::Sender<Option<TaskOutcome>>,
+    report: &mpsc::UnboundedSender<Completion>,
 ) -> TaskOutcome {
     let task = &decider.compiled.tasks[i];
     let skip = decider.skip(i);
-    // 1. Wait for inputs: the pick each one hands down.
-    let mut picks = BTreeMap::new();
-    for (d, mut rx) in deps {
-        let outcome = match rx.wait_for(|o| o.is_some()).await {
-            Ok(v) => v
-                .clone()
-                .unwrap_or_else(|| TaskOutcome::new(TaskState::NotRun)),
-            Err(_) => TaskOutcome::new(TaskState::NotRun),
-        };
-        match (outcome.usable(), outcome.pick()) {
-            (true, Some(c)) => {
-                picks.insert(d, c.object.clone());
-            }
-            _ => {
-                // A task this run was not going to build is not "skipped
-                // because of a failure": it is simply not run.
-                let upstream_failed =
-                    matches!(outcome.state, TaskState::Failed | TaskState::Skipped);
-                let mut o = TaskOutcome::new(if upstream_failed && skip.is_none() {
-                    TaskState::Skipped
-                } else {
-                    TaskState::NotRun
-                });
-                o.note = "an input task has no result".into();
-                if o.state == TaskState::Skipped {
-                    o.failures.push(Failure {
-                        candidate: None,
-                        kind: FailureKind::SkippedUpstreamFailed,
-                        attempts: 0,
-                        message: format!("its input {} failed", decider.compiled.tasks[d].label()),
-                    });
-                }
-                return o;
-            }
-        }
-    }
-    // 2. What it needs: the same decision the plan made, now with the live picks.
+    // What it needs: the same decision the plan made, now with the live picks.
     let n = task.params.candidates;
     let mut item = decide(decider, i, &picks).await;
     if skip.is_none() && task.kind == TaskKind::Image && ctx.reviewer.is_some() {
@@ -582,7 +572,8 @@ async fn run_task(
         }
         Err(e) => return failed(Some(key), FailureKind::Internal, e.to_string()),
     };
-    // 3. Input bytes, then one job per slot the decider says to generate. A
+    let _ = report.send(Completion::Generating(i));
+    // Input bytes, then one job per slot the decider says to generate. A
     // re-roll replaces each slot only when its new candidate is committed, so
     // a failed re-roll leaves what was there.
     let mut refs: Vec<RefImage> = Vec::new();
@@ -601,7 +592,7 @@ async fn run_task(
             Err(m) => return failed(Some(key), FailureKind::ReferenceUnavailable, m),
         }
     }
-    let request = Arc::new(GenRequest::new(task, &refs));
+    let request = Arc::new(GenInput::new(task, refs));
     let timeout = Duration::from_millis(task.params.timeout_ms);
     let forced = matches!(reason, Reason::Forced);
     // One history set per re-roll, named by when it started.
@@ -669,10 +660,7 @@ async fn run_task(
             }
         }
         if let Some(c) = known {
-            let mut o = TaskOutcome::new(TaskState::Built);
-            o.key = Some(key.clone());
-            o.candidates = vec![c];
-            let _ = early.send(Some(o));
+            let _ = report.send(Completion::Pick(i, c.object.clone()));
             pick_sent = true;
         }
     }
@@ -709,14 +697,7 @@ async fn run_task(
     o.candidates = current(Some(&rec));
     o.note = reason.describe();
     // Not started because the run stopped: not a failure of the task.
-    if !failures.is_empty()
-        && failures
-            .iter()
-            .all(|f| f.message.starts_with("not started:"))
-        && !failures
-            .iter()
-            .any(|f| f.kind == FailureKind::ConnectionRefused)
-    {
+    if !failures.is_empty() && failures.iter().all(|f| f.kind == FailureKind::Halted) {
         o.state = TaskState::NotRun;
         o.note = failures[0].message.clone();
         failures.clear();

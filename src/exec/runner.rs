@@ -4,8 +4,8 @@
 use super::state::Failure;
 use super::Ctx;
 use crate::compile::TaskKind;
-use crate::glabs::client::classify_task_error;
-use crate::glabs::{ApiError, FailureKind, GenRequest, RemoteStatus};
+use crate::generator::{ApiError, GenInput, RemoteStatus};
+use crate::glabs::FailureKind;
 use crate::progress::Event;
 use nbbuild_cache::{Candidate, InFlight};
 use std::sync::Arc;
@@ -68,7 +68,7 @@ pub struct CandidateJob {
     pub kind: TaskKind,
     pub model: String,
     pub timeout: Duration,
-    pub request: Arc<GenRequest>,
+    pub request: Arc<GenInput>,
     /// A G-Labs task an earlier run submitted for this slot.
     pub resume: Option<InFlight>,
     /// Where this slot's QA attempt numbering starts: after the flagged
@@ -219,7 +219,7 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
             }
             None => {
                 if ctx.stopping() {
-                    return Err(fail(FailureKind::ApiError, attempt, ctx.stop_reason()));
+                    return Err(fail(FailureKind::Halted, attempt, ctx.stop_reason()));
                 }
                 // A mark left by a crash: that submission may have created
                 // (and billed) a task. Look before paying again.
@@ -234,7 +234,7 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                     }
                 }
                 if let Err(msg) = ctx.reserve(&job.model) {
-                    return Err(fail(FailureKind::ApiError, attempt, msg));
+                    return Err(fail(FailureKind::Halted, attempt, msg));
                 }
                 attempt += 1;
                 ctx.report.event(Event::Submitted {
@@ -249,7 +249,7 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                     .await
                     .map_err(|m| fail(FailureKind::Store, attempt, m))?;
                 let out = Outstanding::new(ctx, job);
-                match ctx.client.submit(&job.request).await {
+                match ctx.generator.submit(&job.request).await {
                     Ok(id) => {
                         accepted(ctx, job.kind);
                         let f = InFlight {
@@ -301,7 +301,7 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                                 let wait = retry_after.unwrap_or(ctx.policy.backoff);
                                 pace(ctx, job, attempt, &why, wait)
                                     .await
-                                    .map_err(|m| fail(FailureKind::ApiError, attempt, m))?;
+                                    .map_err(|(kind, m)| fail(kind, attempt, m))?;
                                 continue;
                             }
                             Step::Retry { why, retry_after } => {
@@ -309,7 +309,7 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                                 let wait = ctx.policy.backoff(paced, retry_after);
                                 pace(ctx, job, attempt, &why, wait)
                                     .await
-                                    .map_err(|m| fail(FailureKind::ApiError, attempt, m))?;
+                                    .map_err(|(kind, m)| fail(kind, attempt, m))?;
                                 continue;
                             }
                             Step::Again { why } => return Err(fail(e.kind(), attempt, why)),
@@ -353,11 +353,7 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                     ));
                 }
             },
-            Polled::Failed {
-                code,
-                error,
-                detail,
-            } => match classify_task_error(code, &error, &detail) {
+            Polled::Failed(e) => match e {
                 ApiError::Permanent {
                     kind: FailureKind::ContentPolicy,
                     message,
@@ -399,7 +395,7 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                 }
             }
             Polled::TimedOut => {
-                ctx.client.stop(&id).await;
+                ctx.generator.stop(&id).await;
                 Step::Fail(
                     FailureKind::Timeout,
                     format!(
@@ -431,7 +427,7 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
             }
             Polled::Stopped => {
                 // Keep the in-flight record: the next run re-attaches to it.
-                return Err(fail(FailureKind::ApiError, attempt, ctx.stop_reason()));
+                return Err(fail(FailureKind::Halted, attempt, ctx.stop_reason()));
             }
         };
         drop(permit);
@@ -444,7 +440,7 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                 let wait = retry_after.unwrap_or(ctx.policy.backoff);
                 pace(ctx, job, attempt, &why, wait)
                     .await
-                    .map_err(|m| fail(FailureKind::ApiError, attempt, m))?;
+                    .map_err(|(kind, m)| fail(kind, attempt, m))?;
             }
             Step::Again { why } if !ctx.stopping() => {
                 ctx.report.event(Event::Retry {
@@ -455,7 +451,9 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                     wait: Duration::ZERO,
                 });
             }
-            Step::Again { why } => return Err(fail(FailureKind::ApiError, attempt, why)),
+            Step::Again { .. } => {
+                return Err(fail(FailureKind::Halted, attempt, ctx.stop_reason()))
+            }
             Step::Retry { why, retry_after }
                 if retry_later(ctx, job, &mut transient, attempt, &why, retry_after).await => {}
             Step::Retry { why, .. } => return Err(fail(FailureKind::ApiError, attempt, why)),
@@ -520,17 +518,20 @@ async fn pace(
     attempt: u32,
     why: &str,
     wait: Duration,
-) -> Result<(), String> {
+) -> Result<(), (FailureKind, String)> {
     let last = ctx.last_progress.load(std::sync::atomic::Ordering::SeqCst);
     let stalled = Duration::from_millis(now_ms().saturating_sub(last));
     if stalled > ctx.policy.max_wait {
-        return Err(format!(
-            "G-Labs kept pushing back ({why}) for {}s without any progress (--max-wait): giving up",
-            stalled.as_secs()
+        return Err((
+            FailureKind::ApiError,
+            format!(
+                "G-Labs kept pushing back ({why}) for {}s without any progress (--max-wait): giving up",
+                stalled.as_secs()
+            ),
         ));
     }
     if ctx.stopping() {
-        return Err(ctx.stop_reason());
+        return Err((FailureKind::Halted, ctx.stop_reason()));
     }
     let wait = wait.min(ctx.policy.backoff_max);
     ctx.report.event(Event::Retry {
@@ -581,13 +582,7 @@ struct Outstanding<'a> {
 
 impl<'a> Outstanding<'a> {
     fn key(job: &CandidateJob) -> (TaskKind, String) {
-        (
-            job.kind,
-            job.request.body["prompt"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        )
+        (job.kind, job.request.prompt.clone())
     }
     fn new(ctx: &'a Ctx, job: &CandidateJob) -> Outstanding<'a> {
         let key = Self::key(job);
@@ -639,11 +634,7 @@ async fn adopt(
     attempt: u32,
 ) -> Result<Option<String>, Failure> {
     let _one_at_a_time = ctx.adopting.lock().await;
-    let kind = match job.kind {
-        TaskKind::Image => "image",
-        TaskKind::Video => "video",
-    };
-    let prompt = job.request.body["prompt"].as_str().unwrap_or_default();
+    let (kind, prompt) = (job.request.kind_name(), job.request.prompt.as_str());
     for round in 0..3u32 {
         if round > 0 {
             ctx.sleep(ctx.policy.backoff * round).await;
@@ -658,7 +649,7 @@ async fn adopt(
             }
             ctx.sleep(Duration::from_millis(20)).await;
         }
-        let Ok(listed) = ctx.client.list_tasks().await else {
+        let Ok(listed) = ctx.generator.list_tasks().await else {
             continue;
         };
         let store = ctx.store.clone();
@@ -772,11 +763,7 @@ fn on_error(ctx: &Ctx, e: &ApiError) -> Step {
 
 enum Polled {
     Done(Vec<String>),
-    Failed {
-        code: i64,
-        error: String,
-        detail: String,
-    },
+    Failed(ApiError),
     Lost,
     /// The id names a task of another type or prompt (G-Labs restarted and
     /// handed the id out again): never adopted.
@@ -793,16 +780,12 @@ async fn poll(ctx: &Ctx, job: &CandidateJob, id: &str, submitted_ms: u64) -> Pol
         .unwrap_or_else(Instant::now);
     let deadline = Instant::now() + job.timeout.saturating_sub(elapsed_before);
     let mut errors = 0;
-    let kind = match job.kind {
-        TaskKind::Image => "image",
-        TaskKind::Video => "video",
-    };
-    let prompt = job.request.body["prompt"].as_str().unwrap_or_default();
+    let (kind, prompt) = (job.request.kind_name(), job.request.prompt.as_str());
     loop {
         if ctx.interrupted() {
             return Polled::Stopped;
         }
-        let status = match ctx.client.status(id).await {
+        let status = match ctx.generator.status(id).await {
             Ok(view) if !view.is_ours(kind, prompt) => {
                 return Polled::NotOurs(format!(
                     "a {} task for {:?}",
@@ -818,17 +801,7 @@ async fn poll(ctx: &Ctx, job: &CandidateJob, id: &str, submitted_ms: u64) -> Pol
                 ctx.latencies.seen(&job.model, started.elapsed());
                 return Polled::Done(results);
             }
-            Ok(RemoteStatus::Failed {
-                code,
-                error,
-                detail,
-            }) => {
-                return Polled::Failed {
-                    code,
-                    error,
-                    detail,
-                }
-            }
+            Ok(RemoteStatus::Failed(e)) => return Polled::Failed(e),
             Ok(RemoteStatus::Waiting) => errors = 0,
             Err(ApiError::Lost) => return Polled::Lost,
             Err(
@@ -893,7 +866,7 @@ async fn fetch(
                 )
             })?;
         match ctx
-            .client
+            .generator
             .download_to(url, ctx.policy.download_limit, tmp.as_file_mut())
             .await
         {

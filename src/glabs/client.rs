@@ -3,11 +3,12 @@
 
 use super::request::GenRequest;
 use super::FailureKind;
+use crate::generator::{GenInput, Generator};
 use reqwest::StatusCode;
 use serde::Deserialize;
 use std::time::Duration;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ApiError {
     /// Worth retrying after a pause: 429, 5xx, a network hiccup, a bad download.
     Transient {
@@ -124,11 +125,8 @@ pub enum RemoteStatus {
     Completed {
         results: Vec<String>,
     },
-    Failed {
-        code: i64,
-        error: String,
-        detail: String,
-    },
+    /// The generation ended without a result, classified.
+    Failed(ApiError),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -363,7 +361,8 @@ impl Client {
     }
 
     /// Queue one task; its G-Labs task id.
-    pub async fn submit(&self, req: &GenRequest) -> Result<String, ApiError> {
+    pub async fn submit(&self, input: &GenInput) -> Result<String, ApiError> {
+        let req = GenRequest::new(input);
         let resp = self
             .with_key(self.http.post(format!("{}{}", self.base, req.path())))
             .json(&req.body)
@@ -438,20 +437,20 @@ impl Client {
         })?;
         let status = match s.status.as_str() {
             "completed" if !s.results.is_empty() => RemoteStatus::Completed { results: s.results },
-            "completed" => RemoteStatus::Failed {
-                code: 0,
-                error: "completed without results".into(),
-                detail: String::new(),
-            },
-            "failed" | "error" | "cancelled" | "stopped" => RemoteStatus::Failed {
-                code: s.error_code.unwrap_or(0),
-                error: s.error.unwrap_or_default(),
-                detail: match s.error_detail {
-                    Some(serde_json::Value::String(d)) => d,
-                    Some(serde_json::Value::Null) | None => String::new(),
-                    Some(other) => other.to_string(),
-                },
-            },
+            "completed" => {
+                RemoteStatus::Failed(classify_task_error(0, "completed without results", ""))
+            }
+            "failed" | "error" | "cancelled" | "stopped" => {
+                RemoteStatus::Failed(classify_task_error(
+                    s.error_code.unwrap_or(0),
+                    &s.error.unwrap_or_default(),
+                    &match s.error_detail {
+                        Some(serde_json::Value::String(d)) => d,
+                        Some(serde_json::Value::Null) | None => String::new(),
+                        Some(other) => other.to_string(),
+                    },
+                ))
+            }
             _ => RemoteStatus::Waiting,
         };
         Ok(TaskView {
@@ -601,6 +600,39 @@ pub async fn read_limited(mut resp: reqwest::Response, limit: u64) -> Result<Vec
         out.extend_from_slice(&chunk);
     }
     Ok(out)
+}
+
+#[async_trait::async_trait]
+impl Generator for Client {
+    fn route(&self) -> &'static str {
+        "glabs"
+    }
+    fn location(&self) -> String {
+        self.base.clone()
+    }
+    async fn health(&self) -> Result<Health, ApiError> {
+        Client::health(self).await
+    }
+    async fn submit(&self, input: &GenInput) -> Result<String, ApiError> {
+        Client::submit(self, input).await
+    }
+    async fn status(&self, id: &str) -> Result<TaskView, ApiError> {
+        Client::status(self, id).await
+    }
+    async fn list_tasks(&self) -> Result<Vec<Listed>, ApiError> {
+        Client::list_tasks(self).await
+    }
+    async fn download_to(
+        &self,
+        url: &str,
+        limit: u64,
+        out: &mut std::fs::File,
+    ) -> Result<u64, ApiError> {
+        Client::download_to(self, url, limit, out).await
+    }
+    async fn stop(&self, id: &str) {
+        Client::stop(self, id).await
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,10 @@ pub enum FailureKind {
     LocalFile,
     /// A bug in nbbuild.
     Internal,
+    /// Not sent (or no longer polled) because the run stopped launching:
+    /// Ctrl-C, a dead server, a refused key, the budget, a failing store.
+    /// The task is "not run", never failed for it.
+    Halted,
 }
 
 impl FailureKind {
@@ -48,6 +52,7 @@ impl FailureKind {
             FailureKind::Store => "store",
             FailureKind::LocalFile => "local_file",
             FailureKind::Internal => "internal",
+            FailureKind::Halted => "halted",
         }
     }
 }

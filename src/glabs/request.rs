@@ -1,6 +1,7 @@
 //! Request bodies, built from a compiled task as glabs.md maps them.
 
-use crate::compile::{Task, TaskKind};
+use crate::compile::TaskKind;
+use crate::generator::GenInput;
 use base64::Engine;
 use serde_json::{json, Value};
 
@@ -19,9 +20,10 @@ pub struct GenRequest {
 }
 
 impl GenRequest {
-    pub fn new(task: &Task, refs: &[RefImage]) -> GenRequest {
-        let p = &task.params;
-        let images: Vec<Value> = refs
+    pub fn new(input: &GenInput) -> GenRequest {
+        let (task, p) = (input, &input.params);
+        let images: Vec<Value> = input
+            .refs
             .iter()
             .map(|r| {
                 json!({

@@ -1,0 +1,112 @@
+//! What the runner talks to: a generation service behind one small trait.
+//!
+//! A [`Generator`] takes one candidate's request ([`GenInput`]), answers with
+//! a remote id, reports that id's status, and hands over the produced file.
+//! The G-Labs client (`glabs/`) implements it over HTTP; [`Unreachable`]
+//! stands in when no server is configured and nothing has to be generated;
+//! unit tests of the scheduler use an in-memory fake (`exec/fake.rs`).
+//! Every failure is already classified ([`ApiError`]): the runner decides
+//! what to do from the class alone, whatever the protocol.
+
+use crate::compile::{Params, Task, TaskKind};
+pub use crate::glabs::client::{ApiError, Health, Listed, RemoteStatus, TaskView};
+pub use crate::glabs::RefImage;
+use async_trait::async_trait;
+
+/// One candidate's request, protocol-neutral: each generator builds its own
+/// wire body from it.
+#[derive(Debug, Clone)]
+pub struct GenInput {
+    pub kind: TaskKind,
+    pub prompt: String,
+    pub params: Params,
+    /// Reference images in slot order, as bytes.
+    pub refs: Vec<RefImage>,
+}
+
+impl GenInput {
+    pub fn new(task: &Task, refs: Vec<RefImage>) -> GenInput {
+        GenInput {
+            kind: task.kind,
+            prompt: task.prompt.clone(),
+            params: task.params.clone(),
+            refs,
+        }
+    }
+
+    /// `image` / `video`, as status bodies and task lists name the type.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            TaskKind::Image => "image",
+            TaskKind::Video => "video",
+        }
+    }
+}
+
+#[async_trait]
+pub trait Generator: Send + Sync {
+    /// The route that made a candidate (`glabs`): recorded with it.
+    fn route(&self) -> &'static str;
+    /// Where it is, for messages (a base URL; never a key).
+    fn location(&self) -> String;
+    /// Reachable, and the credentials accepted, before anything is spent.
+    async fn health(&self) -> Result<Health, ApiError>;
+    /// Queue one generation; the remote id to poll. `ApiError::NoAnswer`
+    /// when it was sent and may exist (the runner looks it up before paying
+    /// again).
+    async fn submit(&self, input: &GenInput) -> Result<String, ApiError>;
+    /// Where a submitted generation stands. `RemoteStatus::Failed` carries
+    /// the classified failure.
+    async fn status(&self, id: &str) -> Result<TaskView, ApiError>;
+    /// Recent generations, newest first, to find a submission whose answer
+    /// was lost. A service that cannot list answers an empty list.
+    async fn list_tasks(&self) -> Result<Vec<Listed>, ApiError>;
+    /// Stream a produced file (`url` from `RemoteStatus::Completed`) into
+    /// `out`, at most `limit` bytes; its size.
+    async fn download_to(
+        &self,
+        url: &str,
+        limit: u64,
+        out: &mut std::fs::File,
+    ) -> Result<u64, ApiError>;
+    /// Ask the service to stop a generation (after our own timeout).
+    async fn stop(&self, id: &str);
+}
+
+/// No server configured: a run with nothing to generate needs none, and
+/// anything that tries to reach one is told so (it halts the run).
+pub struct Unreachable;
+
+impl Unreachable {
+    fn down() -> ApiError {
+        ApiError::Down {
+            message: "no generation server is configured (pass --server URL or --sim)".into(),
+        }
+    }
+}
+
+#[async_trait]
+impl Generator for Unreachable {
+    fn route(&self) -> &'static str {
+        "none"
+    }
+    fn location(&self) -> String {
+        "no server".into()
+    }
+    async fn health(&self) -> Result<Health, ApiError> {
+        Err(Self::down())
+    }
+    async fn submit(&self, _: &GenInput) -> Result<String, ApiError> {
+        Err(Self::down())
+    }
+    async fn status(&self, _: &str) -> Result<TaskView, ApiError> {
+        Err(Self::down())
+    }
+    async fn list_tasks(&self) -> Result<Vec<Listed>, ApiError> {
+        Err(Self::down())
+    }
+    async fn download_to(&self, _: &str, _: u64, _: &mut std::fs::File) -> Result<u64, ApiError> {
+        Err(Self::down())
+    }
+    async fn stop(&self, _: &str) {}
+}
