@@ -17,10 +17,9 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::{
-    fsync_dir, is_object_id, lock_guard, now_ms, now_secs, pair_key, split_pair, Corrupted,
-    ObjectId, Result, Store, StoreError, TaskRecord, COPY_BUF,
-};
+use crate::hash::{hash_reader, is_object_id, COPY_BUF};
+use crate::store::{fsync_dir, lock_guard, now_ms, now_secs, pair_key, split_pair};
+use crate::{Corrupted, ObjectId, Result, Store, StoreError, TaskRecord};
 
 /// A task record's candidate that holds an object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -182,7 +181,7 @@ impl Store {
             let sync = scope.spawn(move || syncing.sync_all());
             let hashed = f
                 .seek(SeekFrom::Start(0))
-                .and_then(|_| crate::hash_reader(f))
+                .and_then(|_| hash_reader(f))
                 .map(|(id, _)| id);
             let synced = sync
                 .join()
