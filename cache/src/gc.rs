@@ -4,11 +4,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
-use std::io;
 
-use crate::store::{fsync_dir, lock_guard, now_ms, split_pair};
+use crate::store::{lock_guard, now_ms, split_pair};
 use crate::tables::FileHashEntry;
-use crate::{GcReport, ProblemKind, Result, Store, StoreError, TaskRecord};
+use crate::{GcReport, LocalObjects, ProblemKind, Result, Store, TaskRecord};
 
 impl Store {
     /// Garbage collection; see docs/store.md for the rules. With `dry_run`
@@ -48,7 +47,7 @@ impl Store {
                 referenced.insert(o);
             }
         }
-        referenced.extend(lock_guard(&self.session_objects).iter().cloned());
+        referenced.extend(self.objects.session());
 
         // Records first: if we crash midway, an object may survive one more
         // gc, but no kept record ever points at a removed object.
@@ -66,7 +65,7 @@ impl Store {
         }
 
         let mut touched_dirs = HashSet::new();
-        for (path, id, len) in self.object_files()? {
+        for (_, id, len) in self.objects.files()? {
             let Some(id) = id else { continue };
             if referenced.contains(&id) {
                 continue;
@@ -74,24 +73,12 @@ impl Store {
             rep.objects_removed += 1;
             rep.bytes_freed += len;
             if !dry_run {
-                match fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return Err(StoreError::io(format!("removing {}", path.display()), e))
-                    }
-                }
-                self.t.objects.remove(id.as_bytes())?;
-                if let Some(p) = path.parent() {
-                    touched_dirs.insert(p.to_path_buf());
-                }
+                touched_dirs.insert(self.objects.remove(&id)?);
             }
         }
         for d in touched_dirs {
             // Remove fan-out directories that became empty (fails if not).
-            if fs::remove_dir(&d).is_err() {
-                let _ = fsync_dir(&d);
-            }
+            LocalObjects::tidy_dir(&d);
         }
 
         for (path, kind, stale) in self.leftovers() {

@@ -14,26 +14,29 @@
 //! One concept per file; each `impl Store` block lives with its concept.
 //!
 //! ```text
-//! store.rs    the Store handle, its sled trees, flush/close/drop, plumbing
-//! open.rs     open: the lock, sled corruption recovery, the schema check
-//! hash.rs     object ids and blake3 hashing
-//! objects.rs  object files: put, open, read, paths
-//! tasks.rs    task records: ensure, in-flight and submitting marks,
-//!             commits, re-rolls, re-keying, finders
-//! tables.rs   side tables: verdicts, uploads, published URLs, URL
-//!             objects, file hashes, pins, the run log, meta
-//! verify.rs   looking without touching: stats, verify, leftovers
-//! gc.rs       garbage collection
-//! repair.rs   verified hand-on, restore and quarantine of objects
-//! records.rs  the record types kept in the trees (JSON)
-//! lock.rs     the LOCK file naming the holder
-//! error.rs    StoreError
+//! store.rs         the Store handle, its sled trees, flush/close/drop, plumbing
+//! open.rs          open: the lock, sled corruption recovery, the schema check
+//! hash.rs          object ids and blake3 hashing
+//! object_store.rs  the ObjectStore trait: get, put, has, list, delete
+//! objects.rs       LocalObjects, the object directory behind that trait, and
+//!                  the Store's object methods: put, open, read, paths
+//! tasks.rs         task records: ensure, in-flight and submitting marks,
+//!                  commits, re-rolls, re-keying, finders
+//! tables.rs        side tables: verdicts, uploads, published URLs, URL
+//!                  objects, file hashes, pins, the run log, meta
+//! verify.rs        looking without touching: stats, verify, leftovers
+//! gc.rs            garbage collection
+//! repair.rs        verified hand-on, restore and quarantine of objects
+//! records.rs       the record types kept in the trees (JSON)
+//! lock.rs          the LOCK file naming the holder
+//! error.rs         StoreError
 //! ```
 
 mod error;
 mod gc;
 mod hash;
 mod lock;
+mod object_store;
 mod objects;
 mod open;
 mod records;
@@ -46,6 +49,8 @@ mod verify;
 pub use error::StoreError;
 pub use hash::{hash_bytes, hash_file, is_object_id, object_file, ObjectId, EMPTY_OBJECT};
 pub use lock::{holder, pid_alive, LockInfo};
+pub use object_store::ObjectStore;
+pub use objects::LocalObjects;
 pub use open::SCHEMA_VERSION;
 pub use records::{
     Candidate, Corrupted, GcReport, HistorySet, InFlight, Pin, Problem, ProblemKind, Stats,

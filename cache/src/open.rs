@@ -2,7 +2,6 @@
 //! `LOCK` file that names its holder), recovery from an interrupted sled
 //! snapshot, and the schema check that stamps a new database.
 
-use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -11,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::lock::{self, pid_alive, LockInfo};
 use crate::store::{fsync_dir, now_ms, now_secs, Trees};
-use crate::{Result, Store, StoreError};
+use crate::{LocalObjects, ObjectStore, Result, Store, StoreError};
 
 /// Version of the record layout. Stored in the `meta` tree; a store with any
 /// other version is refused with [`StoreError::Schema`].
@@ -181,20 +180,22 @@ impl Store {
         lock::write_lock(&lock_path, &LockInfo::current())
             .map_err(|e| StoreError::io(format!("writing {}", lock_path.display()), e))?;
 
-        let t = match Trees::open(&db) {
-            Ok(t) => t,
+        let opened = Trees::open(&db).and_then(|t| Ok((t, db.open_tree("objects")?)));
+        let (t, sizes) = match opened {
+            Ok(opened) => opened,
             Err(e) => {
                 let _ = fs::remove_file(&lock_path);
                 return Err(e);
             }
         };
+        let objects = LocalObjects::new(&root, sizes);
         let mut store = Store {
             root,
             db,
             t,
             notices,
             write: Mutex::new(()),
-            session_objects: Mutex::new(HashSet::new()),
+            objects,
             opened: SystemTime::now(),
         };
         // On error the store is dropped here, which removes LOCK.
@@ -226,11 +227,7 @@ impl Store {
                 }
                 // A new database beside existing objects means the records
                 // were lost (db/ deleted, or sled came up empty).
-                let orphans = self
-                    .object_files()?
-                    .iter()
-                    .filter(|(_, id, _)| id.is_some())
-                    .count();
+                let orphans = self.objects.list()?.len();
                 if orphans > 0 {
                     self.notices.push(format!(
                         "the store database in {} is new, but objects/ already holds {orphans} \

@@ -3,13 +3,12 @@
 //! holds what they share: the trees, flush/close/drop, and the plumbing
 //! (clock, directory fsync, the write mutex, two-part sled keys).
 
-use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::{lock, ObjectId, Result, StoreError};
+use crate::{lock, LocalObjects, Result, StoreError};
 
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
@@ -48,12 +47,12 @@ pub(crate) fn split_pair(k: &[u8]) -> Option<(String, String)> {
     ))
 }
 
-/// The trees of the sled database; see docs/store.md.
+/// The trees of the sled database; see docs/store.md. (The `objects` tree
+/// of object sizes belongs to [`LocalObjects`].)
 pub(crate) struct Trees {
     pub(crate) meta: sled::Tree,
     pub(crate) tasks: sled::Tree,
     pub(crate) task_names: sled::Tree,
-    pub(crate) objects: sled::Tree,
     pub(crate) verdicts: sled::Tree,
     pub(crate) uploads: sled::Tree,
     pub(crate) url_objects: sled::Tree,
@@ -71,7 +70,6 @@ impl Trees {
             meta: db.open_tree("meta")?,
             tasks: db.open_tree("tasks")?,
             task_names: db.open_tree("task_names")?,
-            objects: db.open_tree("objects")?,
             verdicts: db.open_tree("verdicts")?,
             uploads: db.open_tree("uploads")?,
             url_objects: db.open_tree("url_objects")?,
@@ -91,9 +89,8 @@ pub struct Store {
     pub(crate) notices: Vec<String>,
     /// Serializes read-modify-write of records within this process.
     pub(crate) write: Mutex<()>,
-    /// Objects written (or re-put) through this handle: gc keeps them, since
-    /// a commit referring to them may be on its way.
-    pub(crate) session_objects: Mutex<HashSet<ObjectId>>,
+    /// `objects/`, `tmp/`, `quarantine/` and the `objects` tree.
+    pub(crate) objects: LocalObjects,
     /// When this handle opened the store: tmp files older than this are stale.
     pub(crate) opened: SystemTime,
 }

@@ -213,14 +213,14 @@ impl Store {
             // Checked under the write lock, which gc holds throughout, so
             // the object cannot be collected between this check and the
             // record write.
-            let path = self.object_path(&cand.object);
+            let path = self.objects.path(&cand.object);
             let meta = match fs::metadata(&path) {
                 Ok(m) if m.is_file() => m,
                 _ => return Err(StoreError::MissingObject(cand.object.clone())),
             };
-            self.check_size(&cand.object, &path, meta.len())?;
+            self.objects.check_size(&cand.object, &path, meta.len())?;
             cand.size = meta.len();
-            self.remember(&cand.object);
+            self.objects.remember(&cand.object);
             let slot = cand.slot;
             rec.in_flight.retain(|f| f.slot != slot);
             rec.submitting.retain(|f| f.slot != slot);

@@ -23,7 +23,7 @@ impl Store {
                 .sum::<u64>();
             s.in_flight += rec.in_flight.len() as u64;
         }
-        for (_, id, len) in self.object_files()? {
+        for (_, id, len) in self.objects.files()? {
             if id.is_some() {
                 s.objects += 1;
                 s.object_bytes += len;
@@ -49,7 +49,7 @@ impl Store {
     pub fn verify(&self) -> Result<VerifyReport> {
         let mut rep = VerifyReport::default();
         let mut buf = vec![0u8; COPY_BUF];
-        for (path, id, len) in self.object_files()? {
+        for (path, id, len) in self.objects.files()? {
             let Some(id) = id else {
                 rep.problems.push(Problem {
                     kind: ProblemKind::StrayFile,
@@ -58,7 +58,8 @@ impl Store {
                 });
                 continue;
             };
-            if let Err(StoreError::CorruptObject { detail, .. }) = self.check_size(&id, &path, len)
+            if let Err(StoreError::CorruptObject { detail, .. }) =
+                self.objects.check_size(&id, &path, len)
             {
                 rep.problems.push(Problem {
                     kind: ProblemKind::CorruptObject,
