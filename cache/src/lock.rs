@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::now_secs;
+use crate::store::now_secs;
 
 /// Content of `DIR/LOCK`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -50,6 +50,13 @@ pub(crate) fn write_lock(path: &Path, info: &LockInfo) -> std::io::Result<()> {
         f.write_all(b"\n")?;
     }
     fs::rename(&tmp, path)
+}
+
+/// The live process holding the store in `dir`, as its `LOCK` file names
+/// it, without opening the store (so asking never gets in that process's
+/// way). `None` when nobody holds it or the holder is gone.
+pub fn holder(dir: &Path) -> Option<LockInfo> {
+    read_lock(&dir.join("LOCK")).filter(|i| pid_alive(i.pid))
 }
 
 /// `kill(pid, 0)`: does the process exist? (EPERM means it exists but

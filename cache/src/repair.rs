@@ -11,16 +11,15 @@
 //! [`Store::restore_object`].
 
 use std::fs;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::{
-    fsync_dir, is_object_id, lock_guard, now_ms, now_secs, pair_key, split_pair, Corrupted,
-    ObjectId, Result, Store, StoreError, TaskRecord, COPY_BUF,
-};
+use crate::hash::{hash_reader, is_object_id};
+use crate::store::{lock_guard, now_ms, pair_key, split_pair};
+use crate::{Corrupted, ObjectId, ObjectStore, Result, Store, StoreError, TaskRecord};
 
 /// A task record's candidate that holds an object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -84,38 +83,7 @@ impl Store {
     /// must be thrown away: write to a temporary and rename only on `Ok`
     /// ([`Store::copy_object_to`] does that for files).
     pub fn copy_object(&self, id: &str, out: &mut dyn Write) -> Result<u64> {
-        let (mut f, len) = self.open_object(id)?;
-        let path = self.object_path(id);
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; COPY_BUF.min(len.max(1) as usize)];
-        let mut total = 0u64;
-        loop {
-            let n = match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(StoreError::io(format!("reading {}", path.display()), e)),
-            };
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n])
-                .map_err(|e| StoreError::io(format!("writing a copy of object {id}"), e))?;
-            total += n as u64;
-        }
-        let corrupt = |detail: String| StoreError::CorruptObject {
-            id: id.to_string(),
-            path: path.clone(),
-            detail,
-        };
-        if total != len {
-            return Err(corrupt(format!(
-                "it changed size while being read ({len} -> {total} bytes)"
-            )));
-        }
-        let actual = hasher.finalize().to_hex().to_string();
-        if actual != id {
-            return Err(corrupt(format!("its bytes hash to {actual}")));
-        }
-        Ok(total)
+        self.objects.get(id, out)
     }
 
     /// Copy object `id` to the file `dest`: into a temporary file beside it,
@@ -137,8 +105,8 @@ impl Store {
         dest: &Path,
         modified: Option<SystemTime>,
     ) -> Result<u64> {
-        let (mut src, len) = self.open_object(id)?;
-        let path = self.object_path(id);
+        let (mut src, len) = self.objects.open(id)?;
+        let path = self.objects.path(id);
         let dir = dest
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -182,7 +150,7 @@ impl Store {
             let sync = scope.spawn(move || syncing.sync_all());
             let hashed = f
                 .seek(SeekFrom::Start(0))
-                .and_then(|_| crate::hash_reader(f))
+                .and_then(|_| hash_reader(f))
                 .map(|(id, _)| id);
             let synced = sync
                 .join()
@@ -200,7 +168,7 @@ impl Store {
 
     /// Re-hash one object without copying it: `Ok(size)` when intact.
     pub fn check_object(&self, id: &str) -> Result<u64> {
-        self.copy_object(id, &mut io::sink())
+        self.objects.check(id)
     }
 
     /// Put a good copy of object `id` back from the file `from`: it is
@@ -212,52 +180,18 @@ impl Store {
         if !is_object_id(id) {
             return Err(StoreError::BadObjectId(id.to_string()));
         }
-        let (tmp, actual, size) = self.copy_to_tmp(from)?;
+        let (tmp, actual, size) = self.objects.copy_to_tmp(from)?;
         if actual != id {
             return Ok(Restore::Mismatch { actual, size });
         }
         tmp.as_file()
             .sync_all()
             .map_err(|e| StoreError::io(format!("writing {}", tmp.path().display()), e))?;
-        let quarantined = self.quarantine_copy(id)?;
-        self.remember(id);
-        self.install(tmp, id, size)?;
+        let quarantined = self.objects.quarantine_copy(id)?;
+        self.objects.remember(id);
+        self.objects.install(tmp, id, size)?;
         self.flush()?;
         Ok(Restore::Restored { quarantined })
-    }
-
-    /// A fresh path under `quarantine/` for object `id`.
-    fn quarantine_path(&self, id: &str) -> Result<PathBuf> {
-        let qdir = self.root.join("quarantine");
-        fs::create_dir_all(&qdir)
-            .map_err(|e| StoreError::io(format!("creating {}", qdir.display()), e))?;
-        let base = format!("{id}.corrupt-{}", now_secs());
-        let mut p = qdir.join(&base);
-        let mut k = 2;
-        while p.exists() {
-            p = qdir.join(format!("{base}-{k}"));
-            k += 1;
-        }
-        Ok(p)
-    }
-
-    /// Keep the current file of `id` under `quarantine/` (a hard link, or a
-    /// copy where links are not possible) so it can be replaced in place.
-    pub(crate) fn quarantine_copy(&self, id: &str) -> Result<Option<PathBuf>> {
-        let path = self.object_path(id);
-        if !path.is_file() {
-            return Ok(None);
-        }
-        let to = self.quarantine_path(id)?;
-        if fs::hard_link(&path, &to).is_err() {
-            fs::copy(&path, &to).map_err(|e| {
-                StoreError::io(format!("copying {} to {}", path.display(), to.display()), e)
-            })?;
-        }
-        if let Some(d) = to.parent() {
-            fsync_dir(d)?;
-        }
-        Ok(Some(to))
     }
 
     /// Move the file of object `id` out of `objects/` into `quarantine/`
@@ -267,30 +201,11 @@ impl Store {
         if !is_object_id(id) {
             return Err(StoreError::BadObjectId(id.to_string()));
         }
-        let path = self.object_path(id);
-        if !path.is_file() {
-            return Ok(None);
+        let to = self.objects.quarantine(id)?;
+        if to.is_some() {
+            self.flush()?;
         }
-        let to = self.quarantine_path(id)?;
-        match fs::rename(&path, &to) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(StoreError::io(
-                    format!("moving {} to {}", path.display(), to.display()),
-                    e,
-                ))
-            }
-        }
-        if let Some(d) = path.parent() {
-            fsync_dir(d)?;
-        }
-        if let Some(d) = to.parent() {
-            fsync_dir(d)?;
-        }
-        self.t.objects.remove(id.as_bytes())?;
-        self.flush()?;
-        Ok(Some(to))
+        Ok(to)
     }
 
     /// Every candidate (current or in history) of every task that holds
