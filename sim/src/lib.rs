@@ -15,7 +15,6 @@
 //! ```
 
 pub mod media;
-mod qa;
 mod server;
 
 use std::net::SocketAddr;

@@ -9,14 +9,24 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use super::clock::unix_now;
+use super::http::{decode_image_text, read_body};
+use super::state::Shared;
 use crate::media;
-use crate::server::{decode_image_text, read_body, unix_now, Shared};
 
 /// The model id the reviewer answers as when the request names none.
 pub const REVIEWER_MODEL: &str = "nbbuild-sim-reviewer";
+
+/// The reviewer's routes (`/v1/*`), for the router in `server`.
+pub(super) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(models))
+}
 
 fn openai_error(status: StatusCode, message: impl Into<String>, kind: &str) -> Response {
     (
@@ -54,7 +64,7 @@ fn image_urls(messages: &[Value]) -> Vec<String> {
     out
 }
 
-pub(crate) async fn chat_completions(
+async fn chat_completions(
     State(s): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Body,
@@ -140,7 +150,7 @@ pub(crate) async fn chat_completions(
     .into_response()
 }
 
-pub(crate) async fn models(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+async fn models(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     if !s.authorized(&headers, true) {
         return openai_error(
             StatusCode::UNAUTHORIZED,
