@@ -6,6 +6,8 @@
 //! candidates. At most `concurrency` candidates hold a G-Labs slot at once
 //! (a semaphore permit from submit to download).
 
+#[cfg(test)]
+mod fake;
 pub mod inputs;
 pub mod limiter;
 pub mod runner;
@@ -725,7 +727,10 @@ fn failed(key: Option<String>, kind: FailureKind, message: String) -> TaskOutcom
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod critical_path_tests {
     use super::*;
 
     #[test]
