@@ -208,9 +208,55 @@ pub fn run_with(args: &BuildArgs, hooks: &Hooks) -> Result<i32> {
         },
         None => crate::output::Urls::default(),
     };
-    let written = crate::output::write(&store, &repairer, &s.project.flow, &compiled, &run_report, &layout, &urls, chrono::Local::now()).map_err(|e| {
-        Error::io(format!("cannot write the outputs under {}", s.out.display()), &e).cause("every candidate that arrived is kept in the store: rerunning writes the outputs without new calls")
-    })?;
+    // Outputs that would come out as the last build left them are not
+    // written again (output/fingerprint.rs).
+    let work_done = run_report.image_calls + run_report.video_calls + run_report.qa_calls > 0;
+    let mut records: Vec<Option<nbbuild_cache::TaskRecord>> = vec![None; compiled.tasks.len()];
+    if work_done {
+        for (t, o) in run_report.outcomes.iter().enumerate() {
+            records[t] = o.key.as_deref().and_then(|k| store.task(k).ok().flatten());
+        }
+    }
+    let planned: std::collections::HashMap<usize, &nbbuild_cache::TaskRecord> = plan
+        .items
+        .iter()
+        .filter_map(|i| Some((i.task, i.record.as_ref()?)))
+        .collect();
+    let record_of = |t: usize| {
+        if work_done {
+            records[t].as_ref()
+        } else {
+            planned.get(&t).copied()
+        }
+    };
+    let fingerprint = crate::output::fingerprint::of(
+        &s.project.flow_path,
+        &compiled,
+        &run_report,
+        &layout,
+        &urls,
+        &record_of,
+    );
+    phase("fingerprint the outputs");
+    let unchanged = fingerprint
+        .as_deref()
+        .filter(|_| !work_done)
+        .and_then(|f| crate::output::fingerprint::unchanged(&store, &layout, f));
+    let written = match unchanged {
+        Some(w) => {
+            phase("outputs unchanged since the last build: not written again");
+            w
+        }
+        None => {
+            let w = crate::output::write(&store, &repairer, &s.project.flow, &compiled, &run_report, &layout, &urls, chrono::Local::now()).map_err(|e| {
+                Error::io(format!("cannot write the outputs under {}", s.out.display()), &e).cause("every candidate that arrived is kept in the store: rerunning writes the outputs without new calls")
+            })?;
+            if let Some(f) = &fingerprint {
+                crate::output::fingerprint::remember(&store, &layout, f, &w);
+            }
+            w
+        }
+    };
     phase("write outputs");
     let repairs = repairer.outcomes();
     report_repairs(&repairs, s.quiet);

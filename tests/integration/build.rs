@@ -462,3 +462,42 @@ fn large_clips_stream_through_to_disk() {
     eprintln!("peak {} MiB, baseline {} MiB", peak >> 20, baseline >> 20);
     t.run(&["cache", "verify"]).assert_code(0);
 }
+
+/// The no-op skip (output/fingerprint.rs) never leaves outputs missing: an
+/// asset deleted after a build is put back by the next no-op build, and an
+/// edit of the flow that changes no key still gives a new generated flow.
+#[test]
+fn a_no_op_build_puts_back_a_deleted_asset_and_follows_flow_edits() {
+    let sim = Sim::start(fast_sim());
+    let t = Test::new().fixture("demo-offline.nbflow", "ad.nbflow");
+    let first = t.build(&sim, &["--candidates", "1", "--mode", "images"]);
+    first.assert_code(0);
+    // Two no-op builds: the second one finds the outputs as the first left them.
+    for _ in 0..2 {
+        let r = t.build(&sim, &["--candidates", "1", "--mode", "images"]);
+        r.assert_code(0);
+        assert_eq!(r.json()["output"], first.json()["output"]);
+    }
+    let asset = t
+        .path()
+        .join("Assets/XYZG1/generated-images/v0-3/scene01-c1.png");
+    let bytes = std::fs::read(&asset).unwrap();
+    std::fs::remove_file(&asset).unwrap();
+    let r = t.build(&sim, &["--candidates", "1", "--mode", "images"]);
+    r.assert_code(0);
+    assert_eq!(std::fs::read(&asset).unwrap(), bytes, "the asset is back");
+    assert_eq!(sim.stats().image_submits, 5, "and nothing was paid for it");
+    // Moving a node changes no key but does change the generated flow.
+    t.edit_json("ad.nbflow", |v| {
+        crate::harness::node_mut(v, 0, 3)["pos"] = serde_json::json!([12, 34])
+    });
+    let moved = t.build(&sim, &["--candidates", "1", "--mode", "images"]);
+    moved.assert_code(0);
+    assert_eq!(moved.json()["calls"]["image"], 0);
+    assert_ne!(moved.json()["output"], first.json()["output"]);
+    let mut g = t.generated();
+    assert_eq!(
+        crate::harness::node_mut(&mut g, 0, 3)["pos"],
+        serde_json::json!([12, 34])
+    );
+}

@@ -2,6 +2,8 @@
 //! `-generated.nbflow` for review, and `errors.json`. Every file is written
 //! to a temporary name and renamed; the input flow is never touched.
 
+pub mod fingerprint;
+
 use crate::compile::{Compiled, TaskKind};
 use crate::exec::{RunReport, TaskState};
 use crate::flow::{Flow, Kind};
