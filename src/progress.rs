@@ -22,6 +22,9 @@ pub enum Event {
         slot: u32,
         attempt: u32,
     },
+    /// The service accepted a submission: one call is paid (a 429 or an
+    /// error answer is not).
+    Accepted { task: String, slot: u32 },
     /// Re-attached to a G-Labs task submitted by an earlier run.
     Reattached { task: String, slot: u32 },
     /// A candidate will be retried.
@@ -205,8 +208,9 @@ impl Reporter for Fancy {
                 task,
                 slot,
                 attempt,
-            } => {
-                self.line(&task, slot, format!("attempt {attempt}"));
+            } => self.line(&task, slot, format!("attempt {attempt}")),
+            Event::Accepted { task, slot } => {
+                self.line(&task, slot, "at G-Labs".into());
                 let mut c = self.calls.lock().unwrap_or_else(|e| e.into_inner());
                 c.0 += 1;
                 self.overall

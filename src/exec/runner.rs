@@ -251,7 +251,7 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                 let out = Outstanding::new(ctx, job);
                 match ctx.generator.submit(&job.request).await {
                     Ok(id) => {
-                        accepted(ctx, job.kind);
+                        accepted(ctx, job);
                         let f = InFlight {
                             slot: job.slot,
                             remote_task: id.clone(),
@@ -269,7 +269,7 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                         drop(out);
                         match adopt(ctx, job, sent_at, attempt).await? {
                             Some(id) => {
-                                accepted(ctx, job.kind);
+                                accepted(ctx, job);
                                 (id, sent_at)
                             }
                             None => {
@@ -502,8 +502,12 @@ impl Latencies {
 }
 
 /// A submission G-Labs accepted: counted, the cap may climb, progress made.
-fn accepted(ctx: &Ctx, kind: TaskKind) {
-    ctx.count_call(kind);
+fn accepted(ctx: &Ctx, job: &CandidateJob) {
+    ctx.count_call(job.kind);
+    ctx.report.event(Event::Accepted {
+        task: job.task.clone(),
+        slot: job.slot,
+    });
     ctx.slots.success();
     ctx.last_progress
         .store(now_ms(), std::sync::atomic::Ordering::SeqCst);

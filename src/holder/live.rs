@@ -185,14 +185,12 @@ impl Live {
                 let Some(i) = i.or_else(|| self.resolve(task)) else {
                     return;
                 };
-                self.calls[k(self.tasks[i].kind)] += 1;
-                self.credits += self.tasks[i].price;
                 self.started_task[i] = true;
                 let fl = Flight {
                     task: i,
                     slot: *slot,
                     attempt: *attempt,
-                    state: "submitted",
+                    state: "submitting",
                     since: now,
                     timed: true,
                 };
@@ -200,6 +198,16 @@ impl Live {
                     Some(f) => self.flights[f] = fl,
                     None => self.flights.push(fl),
                 }
+            }
+            // Paid: counted once, however many 429s came before.
+            Event::Accepted { task, slot } => {
+                let Some(f) = self.flight(task, *slot) else {
+                    return;
+                };
+                let i = self.flights[f].task;
+                self.calls[k(self.tasks[i].kind)] += 1;
+                self.credits += self.tasks[i].price;
+                self.flights[f].state = "submitted";
             }
             Event::Reattached { task, slot } => {
                 let Some(i) = self.resolve(task) else { return };
@@ -407,11 +415,40 @@ mod tests {
         }
     }
 
+    /// Submitted and accepted: one call paid.
+    fn send(l: &mut Live, slot: u32, attempt: u32) {
+        l.apply(&submitted(slot, attempt));
+        l.apply(&Event::Accepted {
+            task: "s1".into(),
+            slot,
+        });
+    }
+
+    #[test]
+    fn a_submission_paced_by_429s_is_one_call() {
+        let mut l = live();
+        for _ in 0..3 {
+            l.apply(&submitted(0, 1));
+            l.apply(&Event::Retry {
+                task: "s1".into(),
+                slot: 0,
+                attempt: 1,
+                why: "G-Labs answered 429: paced, no attempt spent".into(),
+                wait: std::time::Duration::from_millis(10),
+            });
+        }
+        assert_eq!(l.snapshot()["calls"]["image"], 0, "nothing paid yet");
+        send(&mut l, 0, 1);
+        let v = l.snapshot();
+        assert_eq!(v["calls"]["image"], 1);
+        assert_eq!(v["credits"]["spent"], 1.0);
+    }
+
     #[test]
     fn a_shared_label_is_the_task_whose_inputs_are_done() {
         let mut l = live();
-        l.apply(&submitted(0, 1));
-        l.apply(&submitted(1, 1));
+        send(&mut l, 0, 1);
+        send(&mut l, 1, 1);
         let v = l.snapshot();
         assert_eq!(v["calls"]["image"], 2);
         assert_eq!(v["calls"]["video"], 0);
@@ -428,7 +465,7 @@ mod tests {
             state: "built",
             note: String::new(),
         });
-        l.apply(&submitted(0, 1));
+        send(&mut l, 0, 1);
         let v = l.snapshot();
         assert_eq!(v["calls"]["video"], 1);
         assert_eq!(v["credits"]["spent"], 12.0);
@@ -444,7 +481,7 @@ mod tests {
     #[test]
     fn a_retry_keeps_the_candidate_in_flight_and_counts_the_new_call() {
         let mut l = live();
-        l.apply(&submitted(0, 1));
+        send(&mut l, 0, 1);
         l.apply(&Event::Retry {
             task: "s1".into(),
             slot: 0,
@@ -455,7 +492,7 @@ mod tests {
         let v = l.snapshot();
         assert_eq!(v["in_flight"].as_array().unwrap().len(), 1);
         assert_eq!(v["in_flight"][0]["state"], "retrying");
-        l.apply(&submitted(0, 2));
+        send(&mut l, 0, 2);
         l.apply(&Event::CandidateFailed {
             task: "s1".into(),
             slot: 0,
@@ -481,7 +518,7 @@ mod tests {
         // 2 calls not made (2 s) + about 1 s in flight, over 2 at a time.
         l.stored[0] = 1;
         l.latency[0] = (1000.0, 1);
-        l.apply(&submitted(1, 1));
+        send(&mut l, 1, 1);
         let eta = l.snapshot()["eta_ms"].as_u64().unwrap();
         assert!((1400..=1500).contains(&eta), "{eta}");
         // No latency seen yet: unknown rather than zero.

@@ -19,7 +19,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// An answer other than 200: status and a JSON body with `error`.
 pub struct ApiError(StatusCode, Value);
@@ -521,10 +521,7 @@ fn reroll_now(app: &Arc<App>, req: &RerollReq) -> ApiResult {
     let (qid, tid) = (q.id.clone(), req.task.clone());
     let hooks = crate::commands::build::Hooks {
         store: Some(store),
-        reporter: Some(Arc::new(Live {
-            app: app.clone(),
-            seen: Mutex::new(0),
-        })),
+        reporter: Some(Arc::new(Live { app: app.clone() })),
         check_plan: Some(Box::new(move |_s, c, p| {
             if spend_id(c, p, &tid) == qid {
                 Ok(())
@@ -568,7 +565,6 @@ fn reroll_now(app: &Arc<App>, req: &RerollReq) -> ApiResult {
 /// Progress of the page's re-roll, to the page (server-sent events).
 struct Live {
     app: Arc<App>,
-    seen: Mutex<u64>,
 }
 
 impl Live {
@@ -604,12 +600,12 @@ impl Reporter for Live {
                 task,
                 slot,
                 attempt,
-            } => {
-                *self.seen.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-                self.line(format!(
-                    "{task} c{}: submitted (attempt {attempt})",
-                    slot + 1
-                ))
+            } => self.line(format!(
+                "{task} c{}: submitted (attempt {attempt})",
+                slot + 1
+            )),
+            Event::Accepted { task, slot } => {
+                self.line(format!("{task} c{}: accepted (one call paid)", slot + 1))
             }
             Event::Reattached { task, slot } => {
                 self.line(format!("{task} c{}: re-attached", slot + 1))
