@@ -77,11 +77,11 @@ async fn run_ordered(
         mirror: None,
         repair: None,
     };
-    let view = nbbuild::commands::plan::StoreView {
-        store: store.clone(),
-        dir: dir.to_path_buf(),
-        unavailable: Default::default(),
-    };
+    let view = nbbuild::commands::plan::StoreView::new(
+        store.clone(),
+        dir.to_path_buf(),
+        Default::default(),
+    );
     let decider = Arc::new(nbbuild::plan::Decider::new(
         Arc::new(c),
         Arc::new(view),

@@ -22,6 +22,24 @@ pub struct StoreView {
     pub dir: PathBuf,
     /// References that could not be had, with why (from the reference step).
     pub unavailable: BTreeMap<String, String>,
+    /// Hashes of local references already looked up, by (path as written,
+    /// size, mtime): a thousand tasks sharing one reference look it up once.
+    pub hashed: std::sync::Mutex<std::collections::HashMap<(String, u64, i128), String>>,
+}
+
+impl StoreView {
+    pub fn new(
+        store: Arc<dyn StoreRead + Send + Sync>,
+        dir: PathBuf,
+        unavailable: BTreeMap<String, String>,
+    ) -> StoreView {
+        StoreView {
+            store,
+            dir,
+            unavailable,
+            hashed: Default::default(),
+        }
+    }
 }
 
 impl PlanView for StoreView {
@@ -41,7 +59,32 @@ impl PlanView for StoreView {
     }
     /// blake3 of a local reference (the same recipe the build uses).
     fn file_hash(&self, p: &str) -> std::result::Result<String, String> {
-        crate::exec::inputs::local_file_hash(self.store.as_ref(), &self.dir, p)
+        let stamp = std::fs::metadata(crate::exec::inputs::resolve(&self.dir, p))
+            .ok()
+            .map(|m| {
+                let mtime = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos() as i128);
+                (p.to_string(), m.len(), mtime)
+            });
+        let memo = |g: &mut std::sync::MutexGuard<'_, _>| {
+            stamp
+                .as_ref()
+                .and_then(|k| std::collections::HashMap::get(g, k).cloned())
+        };
+        if let Some(h) = memo(&mut self.hashed.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(h);
+        }
+        let h = crate::exec::inputs::local_file_hash(self.store.as_ref(), &self.dir, p)?;
+        if let Some(k) = stamp {
+            self.hashed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(k, h.clone());
+        }
+        Ok(h)
     }
     /// The content behind a URL, without the network: `file://` and `data:`
     /// locally; http(s) from what the store remembers (downloaded before, or
@@ -125,11 +168,7 @@ pub fn make_decider(
         Some(st) => reference_step(s, compiled, st),
         None => BTreeMap::new(),
     };
-    let view = StoreView {
-        store,
-        dir: s.project.dir.clone(),
-        unavailable,
-    };
+    let view = StoreView::new(store, s.project.dir.clone(), unavailable);
     Arc::new(Decider::new(
         compiled.clone(),
         Arc::new(view),
@@ -149,11 +188,7 @@ pub fn make_plan(s: &Settings, compiled: &Arc<Compiled>, store: &Arc<Store>) -> 
 /// The store as planning sees it, without the reference step (the
 /// references are known once a plan over it was made).
 pub fn store_view(s: &Settings, store: &Arc<Store>) -> StoreView {
-    StoreView {
-        store: store.clone(),
-        dir: s.project.dir.clone(),
-        unavailable: BTreeMap::new(),
-    }
+    StoreView::new(store.clone(), s.project.dir.clone(), BTreeMap::new())
 }
 
 /// The decider over what `open_reader` gave: the store itself, or the build

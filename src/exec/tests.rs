@@ -57,11 +57,11 @@ impl Project {
     }
 
     fn decider(&self) -> Arc<Decider> {
-        let view = StoreView {
-            store: self.store.clone(),
-            dir: self.dir.path().to_path_buf(),
-            unavailable: Default::default(),
-        };
+        let view = StoreView::new(
+            self.store.clone(),
+            self.dir.path().to_path_buf(),
+            Default::default(),
+        );
         Arc::new(Decider::new(
             Arc::new(self.compiled()),
             Arc::new(view),

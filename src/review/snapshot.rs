@@ -109,11 +109,11 @@ pub fn record_for(
         return Some((r.clone(), true));
     }
     let _ = inputs;
-    let view = crate::commands::plan::StoreView {
-        store: store.clone(),
-        dir: store.root().to_path_buf(),
-        unavailable: Default::default(),
-    };
+    let view = crate::commands::plan::StoreView::new(
+        store.clone(),
+        store.root().to_path_buf(),
+        Default::default(),
+    );
     crate::plan::PlanView::previous(&view, &t.label(), t.kind).map(|(_, r)| (r, false))
 }
 
