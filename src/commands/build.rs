@@ -389,6 +389,7 @@ async fn execute(
     let opts = ExecOptions {
         concurrency: s.concurrency as usize,
         critical_path_first: true,
+        adaptive: true,
         policy: Policy {
             max_wait: s.max_wait,
             ..policy_from_env()

@@ -26,6 +26,9 @@ struct State {
 #[derive(Debug)]
 pub struct Limiter {
     max: usize,
+    /// False: the cap stays at `max` whatever the server says (for
+    /// comparison in benchmarks).
+    adaptive: bool,
     state: Mutex<State>,
     changed: Notify,
     peak: AtomicUsize,
@@ -53,6 +56,7 @@ impl Limiter {
         let max = max.max(1);
         Limiter {
             max,
+            adaptive: true,
             state: Mutex::new(State {
                 limit: max,
                 in_flight: 0,
@@ -64,6 +68,12 @@ impl Limiter {
             changed: Notify::new(),
             peak: AtomicUsize::new(0),
         }
+    }
+
+    /// A cap that never moves (benchmarks compare it with the adaptive one).
+    pub fn fixed(mut self) -> Limiter {
+        self.adaptive = false;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -114,6 +124,9 @@ impl Limiter {
 
     /// The server pushed back (429): halve the cap.
     pub fn backoff(&self) {
+        if !self.adaptive {
+            return;
+        }
         let mut st = self.lock();
         st.limit = (st.limit / 2).max(1);
         st.successes = 0;
@@ -121,6 +134,9 @@ impl Limiter {
 
     /// A submission was accepted: after as many in a row as the cap, raise it by one.
     pub fn success(&self) {
+        if !self.adaptive {
+            return;
+        }
         let mut st = self.lock();
         st.successes += 1;
         if st.successes >= st.limit && st.limit < self.max {

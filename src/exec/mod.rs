@@ -38,6 +38,9 @@ pub struct ExecOptions {
     /// Serve waiting candidates by critical-path length (the default);
     /// false: first come, first served (for comparison in benchmarks).
     pub critical_path_first: bool,
+    /// Lower the cap on a 429 and raise it after successes (the default);
+    /// false: a fixed cap (for comparison in benchmarks).
+    pub adaptive: bool,
     pub policy: Policy,
     /// Stop launching once this many credits would be spent.
     pub budget: Option<f64>,
@@ -265,7 +268,14 @@ impl Executor {
             generator,
             report,
             policy: opts.policy.clone(),
-            slots: Arc::new(limiter::Limiter::new(opts.concurrency.max(1))),
+            slots: Arc::new({
+                let l = limiter::Limiter::new(opts.concurrency.max(1));
+                if opts.adaptive {
+                    l
+                } else {
+                    l.fixed()
+                }
+            }),
             adopting: tokio::sync::Mutex::new(()),
             outstanding: Mutex::new(std::collections::HashMap::new()),
             last_progress: AtomicU64::new(runner::now_ms()),

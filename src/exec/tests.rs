@@ -82,6 +82,7 @@ impl Project {
             ExecOptions {
                 concurrency,
                 critical_path_first: true,
+                adaptive: true,
                 policy: fast_policy(),
                 budget: None,
                 prices: Default::default(),
