@@ -27,7 +27,7 @@ pub mod publish;
 pub mod qa;
 pub mod repair;
 pub mod review;
-pub mod select;
+pub mod selector;
 pub mod synth;
 
 /// Candidates per task unless `--candidates` says otherwise.

@@ -27,11 +27,7 @@ pub fn run(a: &ExplainArgs) -> Result<i32> {
     };
     let s = Settings::resolve(&build)?;
     let compiled = Arc::new(s.compile()?);
-    let chosen =
-        crate::select::resolve(&compiled, std::slice::from_ref(&sel)).map_err(|e| Error {
-            message: e.message.replace("--only ", "selector "),
-            ..e
-        })?;
+    let chosen = crate::selector::resolve(&compiled, std::slice::from_ref(&sel), "selector")?;
     let plan = super::plan::decider_for(&s, &compiled, s.open_reader()?).plan();
     let items: Vec<&PlanItem> = plan
         .items

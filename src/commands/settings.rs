@@ -213,10 +213,10 @@ impl Settings {
     /// Resolve `--only` against the compiled tasks.
     pub fn with_only(mut self, c: &Compiled) -> Result<Settings> {
         if !self.only_selectors.is_empty() {
-            let chosen = crate::select::resolve(c, &self.only_selectors)?;
+            let chosen = crate::selector::resolve(c, &self.only_selectors, "--only")?;
             // A selector that matches several nodes says which.
             for sel in &self.only_selectors {
-                let mut nodes: Vec<String> = crate::select::matches(c, sel)
+                let mut nodes: Vec<String> = crate::selector::matches(c, sel)
                     .iter()
                     .map(|&i| &c.tasks[i])
                     .map(|t| {

@@ -31,7 +31,7 @@ pub fn selector_for(c: &Compiled, t: &Task) -> Result<String> {
         Some(format!("{}/{}", t.tab_name, t.node_id)),
     ];
     for sel in candidates.into_iter().flatten() {
-        if crate::select::matches(c, &sel) == vec![t.index] {
+        if crate::selector::matches(c, &sel) == vec![t.index] {
             return Ok(sel);
         }
     }

@@ -1,4 +1,4 @@
-//! `--only` / `explain` selectors: a name (`scene07`, `b-roll-row2`), a glob
+//! Selectors (`--only`, `explain`, `picks`, the review page): a name (`scene07`, `b-roll-row2`), a glob
 //! over names (`scene0*`), `TAB/ID` or `#ID`. Prompt, media and approve nodes
 //! are not tasks and never match.
 
@@ -40,8 +40,10 @@ pub fn matches(c: &Compiled, sel: &str) -> Vec<usize> {
         .collect()
 }
 
-/// Resolve every selector; one that matches nothing is an error listing the closest names.
-pub fn resolve(c: &Compiled, selectors: &[String]) -> Result<BTreeSet<usize>> {
+/// Resolve every selector; one that matches nothing is an error listing the
+/// closest names. `what` names the selectors in that error (`--only`,
+/// `selector`).
+pub fn resolve(c: &Compiled, selectors: &[String], what: &str) -> Result<BTreeSet<usize>> {
     let mut out = BTreeSet::new();
     for sel in selectors {
         let m = matches(c, sel);
@@ -51,33 +53,15 @@ pub fn resolve(c: &Compiled, selectors: &[String]) -> Result<BTreeSet<usize>> {
             names.dedup();
             let mut scored: Vec<(usize, &String)> = names
                 .iter()
-                .map(|n| (distance(&sel.to_ascii_lowercase(), n), n))
+                .map(|n| (strsim::levenshtein(&sel.to_ascii_lowercase(), n), n))
                 .collect();
             scored.sort();
             let close: Vec<&str> = scored.iter().take(5).map(|(_, n)| n.as_str()).collect();
-            return Err(Error::usage(format!("--only {sel:?} matches no task"))
+            return Err(Error::usage(format!("{what} {sel:?} matches no task"))
                 .cause(format!("closest names: {}", close.join(", ")))
                 .hint("select by name (scene07), glob (scene0*), TAB/ID or #ID; `nbbuild graph --format json` lists every task"));
         }
         out.extend(m);
     }
     Ok(out)
-}
-
-/// Levenshtein distance (names are short).
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur.push(
-                (prev[j] + usize::from(ca != *cb))
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1),
-            );
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
