@@ -4,6 +4,7 @@
 //! The engine core (`flow`, `prompt`, `names`, `compile`, `key`) is pure:
 //! no tokio, no network, no terminal. I/O lives at the edges.
 
+pub mod backoff;
 pub mod cli;
 pub mod commands;
 pub mod compile;

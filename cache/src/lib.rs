@@ -36,6 +36,7 @@ mod error;
 mod gc;
 mod hash;
 mod lock;
+pub mod media;
 mod object_store;
 mod objects;
 mod open;

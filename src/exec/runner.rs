@@ -46,11 +46,7 @@ impl Policy {
         if let Some(r) = retry_after {
             return r.min(self.backoff_max);
         }
-        let exp = self
-            .backoff
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(10));
-        let jitter = exp.mul_f64(fastrand::f64() * 0.5);
-        (exp + jitter).min(self.backoff_max)
+        crate::backoff::exponential(self.backoff, attempt, self.backoff_max)
     }
 }
 
@@ -909,42 +905,15 @@ async fn fetch(
 /// first, a `moov`) add up to the file's size: a truncated file or an HTML
 /// error page fails. Reads only box headers of a clip.
 fn media_ok(path: &std::path::Path, kind: TaskKind) -> bool {
-    use std::io::{Read, Seek, SeekFrom};
+    use nbbuild_cache::media;
     if kind == TaskKind::Image {
-        return std::fs::read(path).is_ok_and(|b| nbbuild_sim::media::is_png(&b));
+        return std::fs::read(path).is_ok_and(|b| media::is_png(&b));
     }
     let Ok(mut f) = std::fs::File::open(path) else {
         return false;
     };
-    let Ok(len) = f.metadata().map(|m| m.len()) else {
-        return false;
-    };
-    let (mut pos, mut first, mut moov) = (0u64, true, false);
-    while pos < len {
-        let mut head = [0u8; 16];
-        if f.seek(SeekFrom::Start(pos)).is_err() || f.read_exact(&mut head[..8]).is_err() {
-            return false;
-        }
-        let mut size = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as u64;
-        let kind: [u8; 4] = [head[4], head[5], head[6], head[7]];
-        if size == 1 {
-            if f.read_exact(&mut head[8..16]).is_err() {
-                return false;
-            }
-            size = u64::from_be_bytes([
-                head[8], head[9], head[10], head[11], head[12], head[13], head[14], head[15],
-            ]);
-        } else if size == 0 {
-            size = len - pos;
-        }
-        if size < 8 || pos + size > len || (first && &kind != b"ftyp") {
-            return false;
-        }
-        moov |= &kind == b"moov";
-        first = false;
-        pos += size;
-    }
-    moov && pos == len
+    f.metadata()
+        .is_ok_and(|m| media::is_mp4_in(&mut f, m.len()))
 }
 
 async fn commit(

@@ -204,16 +204,25 @@ pub fn classify_task_error(code: i64, error: &str, detail: &str) -> ApiError {
     }
 }
 
-/// `Retry-After` in seconds (the form G-Labs and OpenAI-style servers send),
-/// capped at `cap`.
+/// `Retry-After`, capped at `cap`: in seconds (the form G-Labs and
+/// OpenAI-style servers send) or as an HTTP date (RFC 9110 allows both).
 pub fn retry_after(resp: &reqwest::Response, cap: Duration) -> Option<Duration> {
     let v = resp
         .headers()
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
         .ok()?;
-    let secs = v.trim().parse::<f64>().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs).min(cap))
+    parse_retry_after(v, std::time::SystemTime::now()).map(|d| d.min(cap))
+}
+
+/// A `Retry-After` value as a wait from `now`; a date in the past is no wait.
+pub fn parse_retry_after(v: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 async fn error_text(resp: reqwest::Response) -> String {
@@ -638,6 +647,27 @@ impl Generator for Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_an_http_date() {
+        let now = httpdate::parse_http_date("Wed, 02 Dec 2026 01:00:00 GMT").unwrap();
+        assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
+        assert_eq!(
+            parse_retry_after(" 1.5 ", now),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 02 Dec 2026 01:00:42 GMT", now),
+            Some(Duration::from_secs(42))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 02 Dec 2026 00:59:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date in the past: no wait"
+        );
+        assert_eq!(parse_retry_after("-1", now), None);
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
 
     #[test]
     fn results_are_rebased_onto_our_base_url() {

@@ -305,50 +305,19 @@ pub fn parse_verdict(text: &str) -> Result<Review, String> {
     })
 }
 
-/// The first balanced `{...}` in `text` that parses as a JSON object.
+/// The first `{...}` in `text` that parses as a JSON object, prose around
+/// it ignored: serde_json's stream deserializer reads one value from each
+/// `{` and stops where it ends.
 fn first_json_object(text: &str) -> Option<serde_json::Map<String, Value>> {
-    let bytes = text.as_bytes();
-    let mut start = 0;
-    while let Some(off) = text[start..].find('{') {
-        let open = start + off;
-        if let Some(close) = matching_brace(bytes, open) {
-            if let Ok(Value::Object(map)) = serde_json::from_str(&text[open..=close]) {
-                return Some(map);
-            }
+    text.match_indices('{').find_map(|(open, _)| {
+        match serde_json::Deserializer::from_str(&text[open..])
+            .into_iter::<Value>()
+            .next()
+        {
+            Some(Ok(Value::Object(map))) => Some(map),
+            _ => None,
         }
-        start = open + 1;
-    }
-    None
-}
-
-/// Index of the `}` closing the `{` at `open`, skipping braces in strings.
-fn matching_brace(bytes: &[u8], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    let mut in_str = false;
-    let mut escaped = false;
-    for (i, &b) in bytes.iter().enumerate().skip(open) {
-        if in_str {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_str = true,
-            b'{' => depth += 1,
-            b'}' => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(i);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
+    })
 }
 
 /// At most `max` characters of `s`, with an ellipsis when cut.

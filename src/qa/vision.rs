@@ -149,12 +149,9 @@ impl Reviewer for Vision {
     }
 }
 
-/// 200 ms doubling, with up to 50% jitter, capped at 5 s.
+/// 200 ms doubling, with up to 50% jitter, at most 5 s.
 fn backoff(attempt: u32) -> Duration {
-    let base = Duration::from_millis(200)
-        .saturating_mul(1 << (attempt.saturating_sub(1)).min(5))
-        .min(Duration::from_secs(5));
-    base + base.mul_f64(fastrand::f64() * 0.5)
+    crate::backoff::exponential(Duration::from_millis(200), attempt, Duration::from_secs(5))
 }
 
 impl Vision {
