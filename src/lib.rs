@@ -17,6 +17,7 @@ pub mod holder;
 pub mod key;
 pub mod migrate;
 pub mod mirror;
+pub mod models;
 pub mod names;
 pub mod output;
 pub mod plan;

@@ -275,10 +275,4 @@ pub fn print_plan(compiled: &Compiled, p: &Plan, all: bool, out: &mut dyn std::i
     );
 }
 
-pub fn fmt_credits(c: f64) -> String {
-    if (c - c.round()).abs() < 1e-9 {
-        format!("{c:.0}")
-    } else {
-        format!("{c:.1}")
-    }
-}
+pub use crate::models::fmt_credits;

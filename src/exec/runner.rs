@@ -67,6 +67,8 @@ pub struct CandidateJob {
     pub slot: u32,
     pub kind: TaskKind,
     pub model: String,
+    /// What one call costs, in the route's unit (reserved against the budget).
+    pub price: f64,
     pub timeout: Duration,
     pub request: Arc<GenInput>,
     /// A G-Labs task an earlier run submitted for this slot.
@@ -233,7 +235,7 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                         None => clear_mark(ctx, job).await,
                     }
                 }
-                if let Err(msg) = ctx.reserve(&job.model) {
+                if let Err(msg) = ctx.reserve(job.price) {
                     return Err(fail(FailureKind::Halted, attempt, msg));
                 }
                 attempt += 1;
@@ -277,7 +279,7 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                                 // one case that spends an attempt on no answer.
                                 clear_mark(ctx, job).await;
                                 drop(permit);
-                                ctx.release(&job.model);
+                                ctx.release(job.price);
                                 let why = format!("{message} (no task of ours appeared at G-Labs)");
                                 if retry_later(ctx, job, &mut transient, attempt, &why, None).await
                                 {
@@ -292,7 +294,7 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                         drop(out);
                         clear_mark(ctx, job).await;
                         drop(permit);
-                        ctx.release(&job.model);
+                        ctx.release(job.price);
                         match on_error(ctx, &e) {
                             // 429, or a 5xx answer to the submit: G-Labs said
                             // nothing about the generation, so no attempt is

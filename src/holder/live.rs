@@ -84,7 +84,7 @@ impl Live {
             .map(|t| TaskInfo {
                 label: t.label(),
                 kind: t.kind,
-                price: prices.of(&t.params.model),
+                price: prices.of(t),
                 deps: t.deps().collect(),
             })
             .collect();
