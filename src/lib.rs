@@ -13,6 +13,7 @@ pub mod exec;
 pub mod flow;
 pub mod generator;
 pub mod glabs;
+pub mod google;
 pub mod holder;
 pub mod key;
 pub mod migrate;

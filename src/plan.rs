@@ -174,7 +174,9 @@ pub struct Plan {
     pub items: Vec<PlanItem>,
     pub image_calls: u64,
     pub video_calls: u64,
+    /// The estimate, in `unit` (the route's: credits or US dollars).
     pub credits: f64,
+    pub unit: Unit,
 }
 
 impl Plan {
@@ -487,6 +489,7 @@ impl Decider {
             image_calls,
             video_calls,
             credits,
+            unit: self.opts.prices.unit,
         }
     }
 }

@@ -742,8 +742,12 @@ fn on_error(ctx: &Ctx, e: &ApiError) -> Step {
             Step::Fail(FailureKind::ConnectionRefused, message.clone())
         }
         ApiError::Unauthorized => {
-            ctx.halt("G-Labs refused the API key");
+            ctx.halt(&format!("{} refused the API key", ctx.generator.title()));
             Step::Fail(FailureKind::ApiError, e.message())
+        }
+        ApiError::Exhausted { message } => {
+            ctx.halt(message);
+            Step::Fail(FailureKind::Halted, ctx.stop_reason())
         }
         ApiError::Lost | ApiError::NoAnswer { .. } => Step::Retry {
             why: e.message(),
@@ -960,6 +964,7 @@ async fn commit(
         "video/mp4"
     };
     let remote = remote.to_string();
+    let route = ctx.generator.route().to_string();
     let reroll = job.reroll.clone();
     let res = tokio::task::spawn_blocking(move || {
         // The object is durable before the record names it.
@@ -975,6 +980,7 @@ async fn commit(
             qa_attempts: 0,
             url: None,
             remote_task: Some(remote),
+            route: Some(route),
         };
         store.commit_replacing(&key, cand.clone(), reroll.as_deref())?;
         Ok::<_, nbbuild_cache::StoreError>(cand)

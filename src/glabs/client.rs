@@ -33,6 +33,10 @@ pub enum ApiError {
     NoAnswer { message: String },
     /// Will not succeed if sent again as it is.
     Permanent { kind: FailureKind, message: String },
+    /// A quota that waiting inside this run cannot bring back (Google's
+    /// per-day quota, prepaid credits used up): the run stops launching at
+    /// once instead of retrying into it; what was not sent is "not run".
+    Exhausted { message: String },
 }
 
 impl ApiError {
@@ -44,6 +48,7 @@ impl ApiError {
             ApiError::Lost => FailureKind::ApiError,
             ApiError::RateLimited { .. } | ApiError::NoAnswer { .. } => FailureKind::ApiError,
             ApiError::Permanent { kind, .. } => *kind,
+            ApiError::Exhausted { .. } => FailureKind::Halted,
         }
     }
     pub fn message(&self) -> String {
@@ -52,9 +57,12 @@ impl ApiError {
             | ApiError::Down { message }
             | ApiError::RateLimited { message, .. }
             | ApiError::NoAnswer { message }
-            | ApiError::Permanent { message, .. } => message.clone(),
-            ApiError::Unauthorized => "G-Labs refused the API key (401)".into(),
-            ApiError::Lost => "G-Labs no longer knows the task (404): it was restarted".into(),
+            | ApiError::Permanent { message, .. }
+            | ApiError::Exhausted { message } => message.clone(),
+            ApiError::Unauthorized => "the service refused the API key (401)".into(),
+            ApiError::Lost => {
+                "the service no longer knows the task (404): G-Labs was restarted, or a still Google answered was lost with the run".into()
+            }
         }
     }
 }

@@ -166,6 +166,7 @@ impl Live {
                 tasks,
                 calls,
                 credits,
+                ..
             } => {
                 self.phase = "generating";
                 if self.quote.is_none() {
