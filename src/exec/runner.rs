@@ -280,7 +280,10 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                                 clear_mark(ctx, job).await;
                                 drop(permit);
                                 ctx.release(job.price);
-                                let why = format!("{message} (no task of ours appeared at G-Labs)");
+                                let why = format!(
+                                    "{message} (no task of ours appeared at {})",
+                                    ctx.generator.title()
+                                );
                                 if retry_later(ctx, job, &mut transient, attempt, &why, None).await
                                 {
                                     continue;
@@ -351,7 +354,10 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                     return Err(fail(
                         FailureKind::ApiError,
                         attempt,
-                        format!("{why} (the G-Labs task is kept: the next run fetches its result)"),
+                        format!(
+                            "{why} (the {} task is kept: the next run fetches its result)",
+                            ctx.generator.title()
+                        ),
                     ));
                 }
             },
@@ -387,12 +393,16 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                 if lost <= ctx.policy.attempts {
                     // G-Labs restarted: resubmit without spending a transient retry.
                     Step::Again {
-                        why: "G-Labs forgot the task (restarted?): resubmitting".into(),
+                        why: if ctx.generator.route() == "google" {
+                            "Google no longer knows it (an operation gone, or a still answered to an earlier run, which Google cannot look up): resubmitting".into()
+                        } else {
+                            "G-Labs forgot the task (restarted?): resubmitting".into()
+                        },
                     }
                 } else {
                     Step::Fail(
                         FailureKind::ApiError,
-                        "G-Labs keeps losing this task".into(),
+                        format!("{} keeps losing this task", ctx.generator.title()),
                     )
                 }
             }
@@ -424,7 +434,10 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                 return Err(fail(
                     e.kind(),
                     attempt,
-                    format!("{why} (the G-Labs task is kept: the next run re-attaches to it)"),
+                    format!(
+                        "{why} (the {} task is kept: the next run re-attaches to it)",
+                        ctx.generator.title()
+                    ),
                 ));
             }
             Polled::Stopped => {
@@ -527,7 +540,8 @@ async fn pace(
         return Err((
             FailureKind::ApiError,
             format!(
-                "G-Labs kept pushing back ({why}) for {}s without any progress (--max-wait): giving up",
+                "{} kept pushing back ({why}) for {}s without any progress (--max-wait): giving up",
+                ctx.generator.title(),
                 stalled.as_secs()
             ),
         ));
@@ -572,7 +586,7 @@ async fn record(ctx: &Ctx, job: &CandidateJob, f: InFlight) -> Result<(), String
     let (store, key) = (ctx.store.clone(), job.key.clone());
     blocking(move || store.record_in_flight(&key, f.slot, f))
         .await
-        .map_err(|e| format!("cannot record the G-Labs task in the store: {e}"))
+        .map_err(|e| format!("cannot record the remote task in the store: {e}"))
 }
 
 /// A submission sent and not yet resolved (answered and recorded, or
@@ -858,7 +872,7 @@ async fn fetch(
 ) -> Result<tempfile::NamedTempFile, (bool, String)> {
     let url = results
         .first()
-        .ok_or((true, "G-Labs returned no result file".to_string()))?;
+        .ok_or((true, "the service returned no result file".to_string()))?;
     let mut last = String::new();
     let mut bad = false;
     for attempt in 0..3 {
