@@ -580,4 +580,55 @@ mod tests {
             RemoteStatus::Failed(ApiError::Transient { .. })
         ));
     }
+
+    /// Google's clip URI answers a redirect to its storage: the key goes to
+    /// Google's host, never to the host redirected to.
+    #[tokio::test]
+    async fn downloads_follow_redirects_and_keep_the_key_on_googles_host() {
+        use axum::http::HeaderMap;
+        use axum::response::IntoResponse;
+        use std::sync::{Arc, Mutex};
+        let seen: Arc<Mutex<Vec<(&'static str, bool)>>> = Arc::default();
+        let serve = |app: axum::Router| async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+            format!("http://{addr}")
+        };
+        let s2 = seen.clone();
+        let storage = serve(axum::Router::new().route(
+            "/blob",
+            axum::routing::get(move |h: HeaderMap| async move {
+                s2.lock()
+                    .unwrap()
+                    .push(("storage", h.contains_key("x-goog-api-key")));
+                "clip bytes"
+            }),
+        ))
+        .await;
+        let s1 = seen.clone();
+        let target = format!("{storage}/blob");
+        let google = serve(axum::Router::new().route(
+            "/v1beta/files/{f}",
+            axum::routing::get(move |h: HeaderMap| async move {
+                s1.lock()
+                    .unwrap()
+                    .push(("google", h.contains_key("x-goog-api-key")));
+                (
+                    axum::http::StatusCode::FOUND,
+                    [(axum::http::header::LOCATION, target)],
+                )
+                    .into_response()
+            }),
+        ))
+        .await;
+        let c = Client::new(&google, Some("secret".into()), Catalog::default()).unwrap();
+        let mut out = tempfile::tempfile().unwrap();
+        let uri = format!("{google}/v1beta/files/abc:download?alt=media");
+        assert_eq!(c.download_to(&uri, 1 << 20, &mut out).await.unwrap(), 10);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![("google", true), ("storage", false)]
+        );
+    }
 }
