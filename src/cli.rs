@@ -148,8 +148,9 @@ pub struct BuildArgs {
     /// The store [default: .nbbuild/ beside the flow]
     #[arg(long, value_name = "DIR", env = "NBBUILD_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Refuse to start, or stop launching, past this estimated spend
-    #[arg(long, value_name = "CREDITS")]
+    /// Refuse to start, or stop launching, past this estimated spend (credits
+    /// on glabs, US dollars on google)
+    #[arg(long, value_name = "AMOUNT")]
     pub budget: Option<f64>,
     /// Same as `plan`
     #[arg(long)]
