@@ -385,6 +385,9 @@ pub struct ReviewArgs {
     /// API key (env GLABS_API_KEY / GEMINI_API_KEY; never echoed, logged or stored)
     #[arg(long)]
     pub api_key: Option<String>,
+    /// Who generates re-rolls: glabs or google [default: glabs]
+    #[arg(long, value_enum, env = "NBBUILD_PROVIDER")]
+    pub provider: Option<ProviderArg>,
     /// Re-roll against the built-in simulator
     #[arg(long)]
     pub sim: bool,
@@ -427,6 +430,7 @@ impl ReviewArgs {
             flow: self.flow.clone(),
             server: self.server.clone(),
             api_key: self.api_key.clone(),
+            provider: self.provider,
             sim: self.sim,
             ref_image: self.ref_image.clone(),
             concurrency: self.concurrency,
