@@ -340,9 +340,11 @@ async fn execute(
         }
     };
     let generator: Arc<dyn Generator> = match (&base, s.provider) {
-        (Some(base), Provider::Glabs) => {
-            Arc::new(Client::new(base, key).map_err(|e| Error::internal(e.message()))?)
-        }
+        (Some(base), Provider::Glabs) => Arc::new(
+            Client::new(base, key)
+                .map_err(|e| Error::internal(e.message()))?
+                .with_catalog(s.catalog.clone()),
+        ),
         (Some(base), Provider::Google) => Arc::new(
             crate::google::Client::new(base, key, s.catalog.clone())
                 .map_err(|e| Error::internal(e.message()))?,

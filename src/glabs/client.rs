@@ -153,6 +153,8 @@ pub struct Health {
 pub struct Client {
     base: String,
     api_key: Option<String>,
+    /// The ids G-Labs calls each model (`[models]` may change them).
+    catalog: crate::models::Catalog,
     http: reqwest::Client,
 }
 
@@ -254,8 +256,15 @@ impl Client {
         Ok(Client {
             base: base.trim_end_matches('/').to_string(),
             api_key: api_key.filter(|k| !k.is_empty()),
+            catalog: crate::models::Catalog::default(),
             http,
         })
+    }
+
+    /// Send each model under the id this catalog gives it for G-Labs.
+    pub fn with_catalog(mut self, catalog: crate::models::Catalog) -> Client {
+        self.catalog = catalog;
+        self
     }
 
     pub fn base(&self) -> &str {
@@ -370,7 +379,13 @@ impl Client {
 
     /// Queue one task; its G-Labs task id.
     pub async fn submit(&self, input: &GenInput) -> Result<String, ApiError> {
-        let req = GenRequest::new(input);
+        let mut req = GenRequest::new(input);
+        if let Some(id) = self
+            .catalog
+            .wire_id(crate::models::Provider::Glabs, &input.params.model)
+        {
+            req.body["model"] = serde_json::Value::String(id);
+        }
         let resp = self
             .with_key(self.http.post(format!("{}{}", self.base, req.path())))
             .json(&req.body)

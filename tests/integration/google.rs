@@ -445,3 +445,24 @@ fn provider_comes_from_flag_env_or_file_and_sim_runs_offline() {
     r.assert_code(2);
     assert!(r.stderr.contains("GEMINI_API_KEY"), "{}", r.stderr);
 }
+
+#[test]
+fn models_section_renames_what_the_glabs_wire_says_too() {
+    let sim = Sim::start(fast_sim());
+    // An id this G-Labs does not know: its 400 proves the override was sent.
+    let t = Test::new()
+        .fixture("demo-offline.nbflow", "ad.nbflow")
+        .write(
+            "nbbuild.toml",
+            "[models]\nnano_banana_2 = { glabs = \"nano_banana_9\" }\n",
+        );
+    let run = t.build(&sim, &["--candidates", "1", "--mode", "images"]);
+    run.assert_code(1);
+    let kinds = error_kinds(&t.errors_json().expect("errors.json"));
+    assert!(
+        kinds.iter().any(|k| k == "model_not_available"),
+        "{kinds:?}\n{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("nano_banana_9"), "{}", run.stderr);
+}
