@@ -53,7 +53,7 @@ pub enum Command {
     Spend(SpendArgs),
     /// What the running build is doing (tasks, calls, credits, time left); else the last run
     Status(StatusArgs),
-    /// Serve the G-Labs protocol on loopback (offline runs, demos, tests)
+    /// Serve the G-Labs and Gemini API protocols on loopback (offline runs, demos, tests)
     Sim(SimArgs),
     /// Review every take in the browser: pick, flag, re-roll at a quoted cost
     Review(ReviewArgs),
@@ -74,6 +74,23 @@ pub enum Mode {
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProviderArg {
+    /// the G-Labs app (credits)
+    Glabs,
+    /// Google's Gemini API with your own key (US dollars)
+    Google,
+}
+
+impl From<ProviderArg> for crate::models::Provider {
+    fn from(p: ProviderArg) -> Self {
+        match p {
+            ProviderArg::Glabs => crate::models::Provider::Glabs,
+            ProviderArg::Google => crate::models::Provider::Google,
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum QaMode {
     Off,
     Vision,
@@ -84,13 +101,18 @@ pub enum QaMode {
 pub struct BuildArgs {
     /// The .nbflow file (default: the single one in the current folder)
     pub flow: Option<PathBuf>,
-    /// G-Labs base URL (changes whenever the tunnel restarts)
-    #[arg(long, env = "GLABS_SERVER")]
+    /// Base URL of the provider: G-Labs' (env GLABS_SERVER; changes whenever
+    /// the tunnel restarts), or Google's [default: https://generativelanguage.googleapis.com]
+    #[arg(long)]
     pub server: Option<String>,
-    /// G-Labs API key (never echoed, logged or stored)
-    #[arg(long, env = "GLABS_API_KEY", hide_env_values = true)]
+    /// API key (env GLABS_API_KEY for glabs, GEMINI_API_KEY for google;
+    /// never echoed, logged or stored)
+    #[arg(long)]
     pub api_key: Option<String>,
-    /// Start the built-in G-Labs simulator on a loopback port and use it
+    /// Who generates: the G-Labs app, or Google's Gemini API directly [default: glabs]
+    #[arg(long, value_enum, env = "NBBUILD_PROVIDER")]
+    pub provider: Option<ProviderArg>,
+    /// Start the built-in simulator (both protocols) on a loopback port and use it
     #[arg(long)]
     pub sim: bool,
     /// Image used for reference nodes that hold no image
@@ -126,8 +148,9 @@ pub struct BuildArgs {
     /// The store [default: .nbbuild/ beside the flow]
     #[arg(long, value_name = "DIR", env = "NBBUILD_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Refuse to start, or stop launching, past this estimated spend
-    #[arg(long, value_name = "CREDITS")]
+    /// Refuse to start, or stop launching, past this estimated spend (credits
+    /// on glabs, US dollars on google)
+    #[arg(long, value_name = "AMOUNT")]
     pub budget: Option<f64>,
     /// Same as `plan`
     #[arg(long)]
@@ -332,6 +355,9 @@ pub struct SimArgs {
     /// At most N tasks pending or running; a submit beyond answers 429 with Retry-After: 1
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub capacity: Option<u64>,
+    /// Google's per-day quota: Gemini API submits after the first N answer 429 with a per-day QuotaFailure
+    #[arg(long, value_name = "N")]
+    pub daily_quota: Option<u64>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -353,12 +379,15 @@ pub struct ReviewArgs {
     /// Write the page as static files (with the media) into DIR, then exit
     #[arg(long, value_name = "DIR")]
     pub export: Option<PathBuf>,
-    /// G-Labs base URL, for re-rolls
-    #[arg(long, env = "GLABS_SERVER")]
+    /// Base URL of the provider, for re-rolls (env GLABS_SERVER for glabs)
+    #[arg(long)]
     pub server: Option<String>,
-    /// G-Labs API key (never echoed, logged or stored)
-    #[arg(long, env = "GLABS_API_KEY", hide_env_values = true)]
+    /// API key (env GLABS_API_KEY / GEMINI_API_KEY; never echoed, logged or stored)
+    #[arg(long)]
     pub api_key: Option<String>,
+    /// Who generates re-rolls: glabs or google [default: glabs]
+    #[arg(long, value_enum, env = "NBBUILD_PROVIDER")]
+    pub provider: Option<ProviderArg>,
     /// Re-roll against the built-in simulator
     #[arg(long)]
     pub sim: bool,
@@ -401,6 +430,7 @@ impl ReviewArgs {
             flow: self.flow.clone(),
             server: self.server.clone(),
             api_key: self.api_key.clone(),
+            provider: self.provider,
             sim: self.sim,
             ref_image: self.ref_image.clone(),
             concurrency: self.concurrency,

@@ -9,8 +9,8 @@
 //! Pure: the only outside knowledge, whether a local reference file exists,
 //! comes in through `CompileOptions::file_exists`.
 
-use crate::flow::validate::IMAGE_MODEL;
 use crate::flow::{Finding, Flow, Kind, Node, Tab};
+use crate::models::IMAGE_MODEL;
 use crate::names::{base_name, NameSet};
 use crate::prompt::{fill, placeholders, PromptValue};
 use petgraph::algo::{tarjan_scc, toposort};
@@ -67,7 +67,8 @@ pub struct TaskInput {
 /// Request parameters: everything sent to the API besides the prompt and images.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Params {
-    /// The model id sent to G-Labs.
+    /// The model's name (models.rs): what it is, not the id a provider
+    /// calls it.
     pub model: String,
     pub aspect_ratio: String,
     pub resolution: String,
@@ -793,25 +794,7 @@ fn params(
     }
 }
 
-/// G-Labs video model id from `veoModel` (0.8.x) or the `model` string.
+/// The video model's name from `veoModel` (0.8.x) or the `model` string.
 fn video_model(node: &Node) -> String {
-    match node.prop_str("veoModel") {
-        Some("fast") => return "veo_31_fast".into(),
-        Some("relax" | "relaxed") => return "veo_31_lite_relaxed".into(),
-        Some("lite") => return "veo_31_lite".into(),
-        Some("quality") => return "veo_31_quality".into(),
-        _ => {}
-    }
-    let m = node.prop_str("model").unwrap_or("").to_ascii_lowercase();
-    if m.starts_with("veo_31_") {
-        m
-    } else if m.contains("relax") {
-        "veo_31_lite_relaxed".into()
-    } else if m.contains("lite") {
-        "veo_31_lite".into()
-    } else if m.contains("quality") || (m.contains("veo") && !m.contains("fast")) {
-        "veo_31_quality".into()
-    } else {
-        "veo_31_fast".into()
-    }
+    crate::models::video_model(node.prop_str("veoModel"), node.prop_str("model"))
 }

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// `glabs` or `google`.
+    pub provider: Option<String>,
+    /// G-Labs' base URL (Google's is fixed; `--server` overrides it).
     pub server: Option<String>,
     pub concurrency: Option<u32>,
     pub candidates: Option<u32>,
@@ -19,8 +22,16 @@ pub struct FileConfig {
     pub budget: Option<f64>,
     pub mirror: Option<MirrorSection>,
     pub qa: Option<QaSection>,
+    /// G-Labs credits per call, by model name.
     #[serde(default)]
     pub prices: BTreeMap<String, f64>,
+    /// Google US dollars, by `name@size` per still and `name@resolution`
+    /// per second of clip.
+    #[serde(default)]
+    pub prices_usd: BTreeMap<String, f64>,
+    /// Model ids per provider (models.rs).
+    #[serde(default)]
+    pub models: BTreeMap<String, crate::models::ModelOverride>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -55,7 +66,7 @@ impl FileConfig {
         };
         if text.contains("api_key") || text.contains("secret") {
             return Err(Error::invalid(format!("{} holds a secret", path.display()))
-                .hint("keep keys out of files: use GLABS_API_KEY / R2_SECRET_ACCESS_KEY in the environment"));
+                .hint("keep keys out of files: use GLABS_API_KEY / GEMINI_API_KEY / R2_SECRET_ACCESS_KEY in the environment"));
         }
         toml::from_str(&text).map_err(|e| {
             Error::invalid(format!("{} is not valid", path.display()))

@@ -45,8 +45,15 @@ impl GenInput {
 
 #[async_trait]
 pub trait Generator: Send + Sync {
-    /// The route that made a candidate (`glabs`): recorded with it.
+    /// The route that made a candidate (`glabs`, `google`): recorded with it.
     fn route(&self) -> &'static str;
+    /// The service, for messages (`G-Labs`, `Google's Gemini API`).
+    fn title(&self) -> &'static str {
+        match self.route() {
+            "google" => "Google's Gemini API",
+            _ => "G-Labs",
+        }
+    }
     /// Where it is, for messages (a base URL; never a key).
     fn location(&self) -> String;
     /// Reachable, and the credentials accepted, before anything is spent.

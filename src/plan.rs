@@ -3,50 +3,73 @@
 //!
 //! Pure: the store and the file hashes come in through `PlanView`.
 
-use crate::compile::{Compiled, InputSource, Task, TaskKind};
+use crate::compile::{Compiled, InputSource, Params, Task, TaskKind};
 use crate::key::{Change, ImageId, ImageInput, Preimage};
+use crate::models::{Provider, Unit};
 use nbbuild_cache::{Candidate, TaskRecord};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Credits per call, by the model sent to the API. Defaults below; a
-/// `[prices]` table in nbbuild.toml overrides any entry.
+/// What one call costs, in the unit of the route that makes it: G-Labs
+/// credits per call by model name, or Google US dollars per still by
+/// `name@size` and per second of clip by `name@resolution`. The defaults are
+/// the catalog's (models.rs); `[prices]` (credits) and `[prices_usd]`
+/// (dollars) in nbbuild.toml override any entry.
 #[derive(Debug, Clone, Serialize)]
 pub struct Prices {
+    pub unit: Unit,
     pub table: BTreeMap<String, f64>,
 }
 
 impl Default for Prices {
     fn default() -> Self {
-        let table = [
-            ("nano_banana_2", 1.0),
-            ("nano_banana_2_lite", 0.5),
-            ("nano_banana_pro", 2.0),
-            ("veo_31_fast", 10.0),
-            ("veo_31_lite", 5.0),
-            ("veo_31_quality", 40.0),
-            ("veo_31_lite_relaxed", 0.0),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        Prices { table }
+        Prices::for_provider(Provider::Glabs)
     }
 }
 
 impl Prices {
-    /// Price of one call; unknown models cost what the dearest model of
-    /// their kind costs, so an estimate never undercounts.
-    pub fn of(&self, model: &str) -> f64 {
-        if let Some(p) = self.table.get(model) {
-            return *p;
+    pub fn for_provider(p: Provider) -> Prices {
+        Prices {
+            unit: p.unit(),
+            table: crate::models::default_prices(p),
         }
-        let video = model.starts_with("veo");
-        self.table
-            .iter()
-            .filter(|(k, _)| k.starts_with("veo") == video)
-            .map(|(_, v)| *v)
-            .fold(0.0, f64::max)
+    }
+
+    /// Price of one call of `t`; a model the table does not know costs what
+    /// the dearest model of its kind costs, so an estimate never undercounts.
+    pub fn of(&self, t: &Task) -> f64 {
+        self.call(t.kind, &t.params)
+    }
+
+    pub fn call(&self, kind: TaskKind, p: &Params) -> f64 {
+        let is_video = |k: &str| k.starts_with("veo");
+        let dearest = || {
+            self.table
+                .iter()
+                .filter(|(k, _)| is_video(k) == (kind == TaskKind::Video))
+                .map(|(_, v)| *v)
+                .fold(0.0, f64::max)
+        };
+        match self.unit {
+            Unit::Credits => self.table.get(&p.model).copied().unwrap_or_else(dearest),
+            Unit::Usd => {
+                let tier = crate::models::price_tier(kind, &p.resolution);
+                let rate = self
+                    .table
+                    .get(&format!("{}@{tier}", p.model))
+                    .copied()
+                    .unwrap_or_else(dearest);
+                match kind {
+                    TaskKind::Image => rate,
+                    TaskKind::Video => rate * f64::from(p.duration.unwrap_or(8)),
+                }
+            }
+        }
+    }
+
+    /// An amount in this table's unit, as people read it.
+    pub fn format(&self, amount: f64) -> String {
+        self.unit.format(amount)
     }
 }
 
@@ -151,7 +174,9 @@ pub struct Plan {
     pub items: Vec<PlanItem>,
     pub image_calls: u64,
     pub video_calls: u64,
+    /// The estimate, in `unit` (the route's: credits or US dollars).
     pub credits: f64,
+    pub unit: Unit,
 }
 
 impl Plan {
@@ -314,7 +339,7 @@ impl Decider {
         let t = &c.tasks[i];
         let n = t.params.candidates;
         let label = t.label();
-        let price = self.opts.prices.of(&t.params.model);
+        let price = self.opts.prices.of(t);
         let mut item = PlanItem {
             task: i,
             name: label.clone(),
@@ -464,6 +489,7 @@ impl Decider {
             image_calls,
             video_calls,
             credits,
+            unit: self.opts.prices.unit,
         }
     }
 }

@@ -10,11 +10,13 @@ use std::time::{Duration, Instant};
 /// What the engine tells the user while it works.
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// The run starts: tasks to build, calls planned, estimated credits.
+    /// The run starts: tasks to build, calls planned, the estimate (in
+    /// `unit`: credits on G-Labs, US dollars on Google).
     Start {
         tasks: usize,
         calls: u64,
         credits: f64,
+        unit: crate::models::Unit,
     },
     /// A candidate was submitted (attempt 1..).
     Submitted {
@@ -93,7 +95,11 @@ impl Reporter for Plain {
                 tasks,
                 calls,
                 credits,
-            } => eprintln!("building {tasks} task(s): {calls} call(s), about {credits:.0} credits"),
+                unit,
+            } => eprintln!(
+                "building {tasks} task(s): {calls} call(s), about {}",
+                unit.format(credits)
+            ),
             Event::Submitted {
                 task,
                 slot,
@@ -139,7 +145,7 @@ pub struct Fancy {
     overall: ProgressBar,
     lines: Mutex<BTreeMap<(String, u32), (ProgressBar, Instant)>>,
     /// (calls made, calls planned, estimated credits)
-    calls: Mutex<(u64, u64, f64)>,
+    calls: Mutex<(u64, u64, String)>,
 }
 
 impl Fancy {
@@ -157,7 +163,7 @@ impl Fancy {
             multi,
             overall,
             lines: Mutex::new(BTreeMap::new()),
-            calls: Mutex::new((0, 0, 0.0)),
+            calls: Mutex::new((0, 0, String::new())),
         }
     }
 
@@ -198,11 +204,13 @@ impl Reporter for Fancy {
                 tasks,
                 calls,
                 credits,
+                unit,
             } => {
                 self.overall.set_length(tasks as u64);
-                *self.calls.lock().unwrap_or_else(|e| e.into_inner()) = (0, calls, credits);
+                let cost = unit.format(credits);
                 self.overall
-                    .set_message(format!("0/{calls} calls  ~{credits:.0} credits"));
+                    .set_message(format!("0/{calls} calls  ~{cost}"));
+                *self.calls.lock().unwrap_or_else(|e| e.into_inner()) = (0, calls, cost);
             }
             Event::Submitted {
                 task,
@@ -214,7 +222,7 @@ impl Reporter for Fancy {
                 let mut c = self.calls.lock().unwrap_or_else(|e| e.into_inner());
                 c.0 += 1;
                 self.overall
-                    .set_message(format!("{}/{} calls  ~{:.0} credits", c.0, c.1, c.2));
+                    .set_message(format!("{}/{} calls  ~{}", c.0, c.1, c.2));
             }
             Event::Reattached { task, slot } => self.line(&task, slot, "re-attached".into()),
             Event::Retry {

@@ -93,9 +93,15 @@ pub struct Candidate {
     /// Public URL once mirrored.
     #[serde(default)]
     pub url: Option<String>,
-    /// The G-Labs task id that produced it.
+    /// The remote id that produced it (a G-Labs task id, a Google
+    /// operation name, or the synthetic id of a Google still).
     #[serde(default)]
     pub remote_task: Option<String>,
+    /// The route that made it (`glabs`, `google`); None in stores written
+    /// before there was a second route (those were all G-Labs). Not part of
+    /// the key: the key names the model, not the route (docs/keys.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
 }
 
 /// A candidate whose object rotted in the store with no good copy to put

@@ -392,3 +392,22 @@ fn concurrent_commits_do_not_lose_updates() {
     assert!(r.candidates.windows(2).all(|w| w[0].slot < w[1].slot));
     assert!(r.candidates.iter().all(|c| c.qa_attempts == c.slot % 100));
 }
+
+/// Stores written before there was a second route have no `route` on
+/// their candidates: they read fine (as None, shown as G-Labs), and a
+/// candidate without one is written without the field.
+#[test]
+fn candidates_without_a_route_read_and_write_as_before() {
+    let old = serde_json::json!({"slot": 0, "object": "ab".repeat(32), "mime": "image/png",
+        "size": 3, "created": 1, "remote_task": "a1b2c3d4"});
+    let c: nbbuild_cache::Candidate = serde_json::from_value(old.clone()).unwrap();
+    assert_eq!(c.route, None);
+    assert_eq!(c.remote_task.as_deref(), Some("a1b2c3d4"));
+    let back = serde_json::to_value(&c).unwrap();
+    assert!(back.get("route").is_none(), "{back}");
+    let new = nbbuild_cache::Candidate {
+        route: Some("google".into()),
+        ..c
+    };
+    assert_eq!(serde_json::to_value(&new).unwrap()["route"], "google");
+}

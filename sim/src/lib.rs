@@ -1,6 +1,8 @@
-//! A simulator of the G-Labs generation API for nbbuild's tests and offline
-//! demos: a real HTTP server on loopback that speaks the protocol described in
-//! `glabs.md` (submit, poll, download), with latency, a bounded number of
+//! A simulator of the G-Labs generation API, and of Google's Gemini API, for
+//! nbbuild's tests and offline demos: a real HTTP server on loopback that
+//! speaks the protocol described in `glabs.md` (submit, poll, download) and,
+//! on the same port, the `/v1beta/*` calls of the google route
+//! (docs/providers.md), with latency, a bounded number of
 //! slots, fault injection, deterministic synthetic media ([`media`]) and an
 //! OpenAI-style chat-completions reviewer (`POST /v1/chat/completions`) that
 //! flags stills carrying a planted flaw.
@@ -79,6 +81,10 @@ pub struct SimConfig {
     /// nothing (`Some(0)` refuses every submit). `None`: no limit beyond the
     /// queue.
     pub capacity: Option<usize>,
+    /// Google's per-day quota: the Gemini API room answers every submit
+    /// after the first N with 429 `RESOURCE_EXHAUSTED` and a per-day
+    /// `QuotaFailure` (until the simulator restarts: a day, in effect).
+    pub daily_quota: Option<u64>,
 }
 
 impl Default for SimConfig {
@@ -101,6 +107,7 @@ impl Default for SimConfig {
             bad_file_rate: 0.0,
             lose_answer_rate: 0.0,
             capacity: None,
+            daily_quota: None,
         }
     }
 }
@@ -138,6 +145,9 @@ pub struct SimStats {
     /// Submits refused with 429 because `capacity` tasks were held (also
     /// counted in `rate_limited`, never in the submit counts).
     pub capacity_refused: u64,
+    /// Gemini API submits refused past `daily_quota` (also counted in
+    /// `rate_limited`, never in the submit counts).
+    pub daily_quota_refused: u64,
 }
 
 /// A task the simulator created (what a real G-Labs would bill), in

@@ -813,6 +813,7 @@ async fn sim_stats_and_health_have_exact_shapes() {
             "bad_files": 0,
             "answers_lost": 0,
             "capacity_refused": 0,
+            "daily_quota_refused": 0,
         })
     );
     let text = c
@@ -828,7 +829,7 @@ async fn sim_stats_and_health_have_exact_shapes() {
     let keys = serde_json::from_str::<serde_json::Map<String, Value>>(&text)
         .unwrap()
         .len();
-    assert_eq!(keys, 11, "{text}");
+    assert_eq!(keys, 12, "{text}");
     let mut positions: Vec<usize> = [
         "image_submits",
         "video_submits",
@@ -841,6 +842,7 @@ async fn sim_stats_and_health_have_exact_shapes() {
         "bad_files",
         "answers_lost",
         "capacity_refused",
+        "daily_quota_refused",
     ]
     .iter()
     .map(|k| text.find(&format!("\"{k}\":")).expect(k))
@@ -1071,5 +1073,133 @@ async fn capacity_holds_under_concurrent_submits() {
     assert_eq!(stats.capacity_refused, 9);
     assert_eq!(stats.rate_limited, 9);
     assert_eq!(stats.peak_in_flight, 3);
+    s.shutdown().await;
+}
+
+/// The Google room: Google's shapes for the key check, an inline still
+/// after a thought image, the per-day quota, and clips through an
+/// operation and a redirect that wants the key.
+#[tokio::test]
+async fn the_google_room_answers_in_geminis_shapes() {
+    let s = sim(SimConfig {
+        api_key: Some("k".into()),
+        daily_quota: Some(1),
+        ..fast()
+    })
+    .await;
+    // No redirects followed: the test reads the 302 itself.
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (code, body) = get(&c, format!("{}/v1beta/models", s.url())).await;
+    assert_eq!(code, 400);
+    assert_eq!(body["error"]["status"], "INVALID_ARGUMENT");
+    assert_eq!(body["error"]["details"][0]["reason"], "API_KEY_INVALID");
+
+    let still = json!({"contents": [{"parts": [{"text": "a cat"}]}],
+        "generationConfig": {"responseModalities": ["IMAGE"], "imageConfig": {"aspectRatio": "9:16", "imageSize": "1K"}}});
+    let send = |body: Value| {
+        c.post(format!(
+            "{}/v1beta/models/gemini-3.1-flash-image:generateContent",
+            s.url()
+        ))
+        .header("x-goog-api-key", "k")
+        .json(&body)
+        .send()
+    };
+    let r = send(still.clone()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let b: Value = r.json().await.unwrap();
+    let parts = b["candidates"][0]["content"]["parts"].as_array().unwrap();
+    assert_eq!(parts.iter().filter(|p| p["thought"] == true).count(), 2);
+    let last = parts.last().unwrap();
+    assert_eq!(last["inlineData"]["mimeType"], "image/png");
+    // Past the per-day quota: 429 with a PerDay QuotaFailure, nothing created.
+    let r = send(still).await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(
+        r.headers().get("retry-after").is_none(),
+        "Google sends no Retry-After"
+    );
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["error"]["status"], "RESOURCE_EXHAUSTED");
+    assert!(b["error"]["details"][0]["violations"][0]["quotaId"]
+        .as_str()
+        .unwrap()
+        .contains("PerDay"));
+    let st = s.stats().await;
+    assert_eq!((st.image_submits, st.daily_quota_refused), (1, 1));
+    s.shutdown().await;
+
+    let s = sim(SimConfig {
+        api_key: Some("k".into()),
+        ..fast()
+    })
+    .await;
+    let r = c
+        .post(format!("{}/v1beta/models/veo-3.1-fast-generate-preview:predictLongRunning", s.url()))
+        .header("x-goog-api-key", "k")
+        .json(&json!({"instances": [{"prompt": "a walk"}], "parameters": {"aspectRatio": "9:16", "durationSeconds": 4}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let name = r.json::<Value>().await.unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(name.starts_with("models/veo-3.1-fast-generate-preview/operations/"));
+    let uri = loop {
+        let r = c
+            .get(format!("{}/v1beta/{name}", s.url()))
+            .header("x-goog-api-key", "k")
+            .send()
+            .await
+            .unwrap();
+        let b: Value = r.json().await.unwrap();
+        if b["done"] == true {
+            break b["response"]["generateVideoResponse"]["generatedSamples"][0]["video"]["uri"]
+                .as_str()
+                .unwrap()
+                .to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(
+        c.get(&uri).send().await.unwrap().status(),
+        403,
+        "the download wants the key"
+    );
+    let r = c
+        .get(&uri)
+        .header("x-goog-api-key", "k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    let clip = c
+        .get(format!("{}{to}", s.url()))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(nbbuild_sim::media::is_mp4(&clip));
+    // An unknown model is Google's 404.
+    let r = c
+        .post(format!(
+            "{}/v1beta/models/veo-2.0-generate-001:predictLongRunning",
+            s.url()
+        ))
+        .header("x-goog-api-key", "k")
+        .json(&json!({"instances": [{"prompt": "a walk"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(s.stats().await.video_submits, 1);
     s.shutdown().await;
 }

@@ -1,7 +1,7 @@
 //! `nbbuild build` (the default command): plan, say what it will spend,
 //! generate what is stale, write the outputs.
 
-use super::plan::{fmt_credits, make_decider, print_plan};
+use super::plan::{make_decider, print_plan};
 use super::settings::{QaSetting, Settings};
 use crate::cli::BuildArgs;
 use crate::error::{Error, ErrorKind, Result};
@@ -11,6 +11,7 @@ use crate::generator::{ApiError, Generator, Unreachable};
 use crate::glabs::Client;
 use crate::holder::live::{Live, LiveReporter};
 use crate::holder::server::Holder;
+use crate::models::Provider;
 use crate::output::Layout;
 use crate::plan::Status;
 use crate::progress::{Event, Fancy, Plain, Reporter, Silent};
@@ -129,9 +130,9 @@ pub fn run_with(args: &BuildArgs, hooks: &Hooks) -> Result<i32> {
     if let Some(budget) = s.budget {
         if plan.credits > budget + 1e-9 {
             return Err(Error::usage(format!(
-                "the plan costs about {} credits, over the budget of {}",
-                fmt_credits(plan.credits),
-                fmt_credits(budget)
+                "the plan costs about {}, over the budget of {}",
+                s.prices.format(plan.credits),
+                s.prices.format(budget)
             ))
             .hint("raise --budget, or build part of the flow with --only / --mode images"));
         }
@@ -276,7 +277,10 @@ pub fn run_with(args: &BuildArgs, hooks: &Hooks) -> Result<i32> {
         },
         "calls": {"image": run_report.image_calls, "video": run_report.video_calls, "qa": run_report.qa_calls},
         "uploads": published.as_ref().map(|p| p.uploaded + run_report.uploads),
-        "credits": run_report.credits,
+        "provider": s.provider.as_str(),
+        "unit": s.prices.unit.as_str(),
+        "credits": super::plan::credits_of(s.prices.unit, run_report.credits),
+        "usd": super::plan::usd_of(s.prices.unit, run_report.credits),
         "repairs": repairs,
         "duration_ms": started.elapsed().as_millis() as u64,
     });
@@ -287,6 +291,7 @@ pub fn run_with(args: &BuildArgs, hooks: &Hooks) -> Result<i32> {
     phase("record the run");
     if !s.quiet {
         print_summary(
+            &s.prices,
             &run_report,
             &written,
             &layout,
@@ -355,6 +360,7 @@ async fn execute(
         sim = None;
         (None, None)
     } else if s.sim {
+        // One simulator speaks both protocols on one port.
         let h = nbbuild_sim::start(nbbuild_sim::SimConfig::default(), 0)
             .await
             .map_err(|e| Error::env("cannot start the built-in simulator").cause(e.to_string()))?;
@@ -363,17 +369,33 @@ async fn execute(
         (Some(url), None)
     } else {
         sim = None;
-        match &s.server {
-            Some(u) => (Some(u.clone()), s.api_key.clone()),
-            None => {
+        match (&s.server, s.provider) {
+            (Some(u), Provider::Glabs) => (Some(u.clone()), s.api_key.clone()),
+            (Some(u), Provider::Google) => match &s.api_key {
+                Some(k) => (Some(u.clone()), Some(k.clone())),
+                None if calls > 0 => {
+                    return Err(Error::usage(format!("{calls} call(s) to make on Google's Gemini API but no API key"))
+                        .hint("set GEMINI_API_KEY (a key from Google AI Studio) or pass --api-key; --sim --provider google runs offline"))
+                }
+                None => (Some(u.clone()), None),
+            },
+            (None, _) => {
                 return Err(Error::usage(format!("{calls} call(s) to make but no G-Labs server is configured"))
-                    .hint("pass --server URL (or set GLABS_SERVER) with GLABS_API_KEY, or --sim to use the built-in simulator"))
+                    .hint("pass --server URL (or set GLABS_SERVER) with GLABS_API_KEY, --provider google with GEMINI_API_KEY, or --sim to use the built-in simulator"))
             }
         }
     };
-    let generator: Arc<dyn Generator> = match &base {
-        Some(base) => Arc::new(Client::new(base, key).map_err(|e| Error::internal(e.message()))?),
-        None => Arc::new(Unreachable),
+    let generator: Arc<dyn Generator> = match (&base, s.provider) {
+        (Some(base), Provider::Glabs) => Arc::new(
+            Client::new(base, key)
+                .map_err(|e| Error::internal(e.message()))?
+                .with_catalog(s.catalog.clone()),
+        ),
+        (Some(base), Provider::Google) => Arc::new(
+            crate::google::Client::new(base, key, s.catalog.clone())
+                .map_err(|e| Error::internal(e.message()))?,
+        ),
+        (None, _) => Arc::new(Unreachable),
     };
     if calls > 0 {
         check_server(generator.as_ref()).await?;
@@ -416,6 +438,7 @@ async fn execute(
         tasks: plan.stale().count(),
         calls,
         credits: plan.credits,
+        unit: plan.unit,
     });
     let ctx = exec.ctx.clone();
     let interrupt = tokio::spawn(async move {
@@ -483,6 +506,7 @@ fn settled_report(compiled: &crate::compile::Compiled, plan: &crate::plan::Plan)
 }
 
 fn print_summary(
+    prices: &crate::plan::Prices,
     r: &RunReport,
     w: &crate::output::Written,
     layout: &Layout,
@@ -491,7 +515,7 @@ fn print_summary(
 ) {
     let count = |st: TaskState| r.outcomes.iter().filter(|o| o.state == st).count();
     eprintln!(
-        "done: {total} tasks: {} built, {} fresh, {} failed, {} skipped, {} not run; {} image + {} video call(s), {} credits",
+        "done: {total} tasks: {} built, {} fresh, {} failed, {} skipped, {} not run; {} image + {} video call(s), {}",
         count(TaskState::Built),
         count(TaskState::Fresh),
         count(TaskState::Failed),
@@ -499,7 +523,7 @@ fn print_summary(
         count(TaskState::NotRun),
         r.image_calls,
         r.video_calls,
-        fmt_credits(r.credits)
+        prices.format(r.credits)
     );
     if let Some(p) = &w.flow {
         eprintln!("generated flow: {}", p.display());
@@ -534,14 +558,20 @@ async fn check_server(client: &dyn Generator) -> Result<()> {
             _ => break,
         }
     }
+    let google = client.route() == "google";
     match health {
         Ok(_) => Ok(()),
+        Err(ApiError::Unauthorized) if google => Err(Error::new(ErrorKind::Environment, format!("Google's Gemini API at {} refused the API key", client.location()))
+            .hint("check GEMINI_API_KEY (or --api-key): a key from Google AI Studio, for a project with the Gemini API enabled")),
         Err(ApiError::Unauthorized) => Err(Error::new(ErrorKind::Environment, format!("G-Labs at {} refused the API key", client.location()))
             .hint("check GLABS_API_KEY (or --api-key): it is the key shown in G-Labs' Webhook settings")),
+        Err(e @ (ApiError::Down { .. } | ApiError::Exhausted { .. })) if google => Err(Error::new(ErrorKind::Environment, format!("Google's Gemini API is not usable at {}", client.location()))
+            .cause(e.message())
+            .hint("check the network and the project in Google AI Studio (billing, region), or build on the other route with --provider glabs")),
         Err(e @ ApiError::Down { .. }) => Err(Error::new(ErrorKind::Environment, format!("G-Labs is not reachable at {}", client.location()))
             .cause(e.message())
             .hint("is the G-Labs app running? A tunnel URL changes whenever the tunnel restarts: copy the new one into --server / GLABS_SERVER")),
-        Err(e) => Err(Error::new(ErrorKind::Environment, format!("G-Labs at {} is not healthy", client.location())).cause(e.message()).hint("try again in a minute, or check the G-Labs app")),
+        Err(e) => Err(Error::new(ErrorKind::Environment, format!("{} at {} is not healthy", client.title(), client.location())).cause(e.message()).hint("try again in a minute")),
     }
 }
 

@@ -190,18 +190,20 @@ pub fn run(cmd: &CacheCommand) -> Result<i32> {
                             .map(|v| format!("{} {}", v.verdict, v.tells.join("; ")))
                             .unwrap_or_else(|| "not reviewed".into());
                     println!(
-                        "  c{} {} {} bytes {}  qa: {}  url: {}",
+                        "  c{} {} {} bytes {}  route: {}  qa: {}  url: {}",
                         c.slot + 1,
                         &c.object[..16],
                         c.size,
                         c.mime,
+                        // Stores from before the second route: all G-Labs.
+                        c.route.as_deref().unwrap_or("glabs"),
                         qa.trim(),
                         c.url.as_deref().unwrap_or("-")
                     );
                 }
                 for f in &r.in_flight {
                     println!(
-                        "  c{} in flight: G-Labs task {} (attempt {}, {} ago)",
+                        "  c{} in flight: remote task {} (attempt {}, {} ago)",
                         f.slot + 1,
                         f.remote_task,
                         f.attempt,

@@ -235,7 +235,7 @@ pub fn plan_json(s: &Settings, compiled: &Compiled, p: &Plan) -> serde_json::Val
             json!({
                 "name": i.name, "kind": i.kind, "tab": t.tab_name, "node_id": t.node_id, "title": t.title,
                 "row": t.row.map(|r| r + 1), "key": i.key, "status": status, "reason": reason,
-                "calls": i.calls, "credits": i.credits,
+                "calls": i.calls, "credits": credits_of(p.unit, i.credits), "usd": usd_of(p.unit, i.credits),
             })
         })
         .collect();
@@ -249,8 +249,30 @@ pub fn plan_json(s: &Settings, compiled: &Compiled, p: &Plan) -> serde_json::Val
             "blocked": p.items.iter().filter(|i| matches!(i.status, Status::Blocked { .. })).count(),
         },
         "calls": {"image": p.image_calls, "video": p.video_calls},
-        "credits": p.credits,
+        "provider": s.provider.as_str(),
+        "unit": p.unit.as_str(),
+        "credits": credits_of(p.unit, p.credits),
+        "usd": usd_of(p.unit, p.credits),
     })
+}
+
+/// An amount as the `credits` field of a JSON summary: the amount on
+/// G-Labs, 0 on Google (dollars go in `usd`; the two are never added).
+pub fn credits_of(unit: crate::models::Unit, amount: f64) -> f64 {
+    if unit == crate::models::Unit::Credits {
+        amount
+    } else {
+        0.0
+    }
+}
+
+/// An amount as the `usd` field of a JSON summary (0 on G-Labs).
+pub fn usd_of(unit: crate::models::Unit, amount: f64) -> f64 {
+    if unit == crate::models::Unit::Usd {
+        amount
+    } else {
+        0.0
+    }
 }
 
 /// The plan as people read it; `all` lists fresh tasks too.
@@ -294,7 +316,7 @@ pub fn print_plan(compiled: &Compiled, p: &Plan, all: bool, out: &mut dyn std::i
     };
     let _ = writeln!(
         out,
-        "plan: {} task{}, {} fresh, {} to build: {} image + {} video call{}, about {} credits{blocked_note}",
+        "plan: {} task{}, {} fresh, {} to build: {} image + {} video call{}, about {}{blocked_note}",
         p.items.len(),
         if p.items.len() == 1 { "" } else { "s" },
         p.fresh_count(),
@@ -306,14 +328,8 @@ pub fn print_plan(compiled: &Compiled, p: &Plan, all: bool, out: &mut dyn std::i
         } else {
             "s"
         },
-        fmt_credits(p.credits)
+        p.unit.format(p.credits)
     );
 }
 
-pub fn fmt_credits(c: f64) -> String {
-    if (c - c.round()).abs() < 1e-9 {
-        format!("{c:.0}")
-    } else {
-        format!("{c:.1}")
-    }
-}
+pub use crate::models::fmt_credits;

@@ -5,6 +5,7 @@ use crate::cli::{BuildArgs, Mode};
 use crate::compile::Compiled;
 use crate::config::FileConfig;
 use crate::error::{Error, Result};
+use crate::models::{Catalog, Provider};
 use crate::plan::Prices;
 use crate::project::Project;
 use nbbuild_cache::Store;
@@ -60,7 +61,15 @@ impl QaSetting {
 
 pub struct Settings {
     pub project: Project,
+    /// Who generates (`--provider`, NBBUILD_PROVIDER, `provider`, glabs).
+    pub provider: Provider,
+    /// Model ids per provider, `[models]` applied.
+    pub catalog: Catalog,
+    /// The provider's base URL: `--server`, else G-Labs' GLABS_SERVER /
+    /// `server`, else Google's public endpoint (google only).
     pub server: Option<String>,
+    /// The provider's key: `--api-key`, else GLABS_API_KEY (glabs) or
+    /// GEMINI_API_KEY (google). Never printed, logged or stored.
     pub api_key: Option<String>,
     pub sim: bool,
     pub ref_image: Option<String>,
@@ -123,7 +132,7 @@ impl Settings {
         if let Some(b) = a.budget.or(file.budget) {
             if !(b >= 0.0 && b.is_finite()) {
                 return Err(Error::usage(format!(
-                    "--budget {b} is not a number of credits"
+                    "--budget {b} is not an amount (credits on glabs, US dollars on google)"
                 )));
             }
         }
@@ -160,8 +169,45 @@ impl Settings {
             }
             other => other,
         };
-        let mut prices = Prices::default();
-        prices.table.extend(file.prices.clone());
+        let provider = match (a.provider, file.provider.as_deref()) {
+            (Some(p), _) => p.into(),
+            (None, None) => Provider::Glabs,
+            (None, Some(p)) => Provider::parse(p).ok_or_else(|| {
+                Error::invalid(format!(
+                    "nbbuild.toml: provider {p:?} is not glabs or google"
+                ))
+            })?,
+        };
+        let catalog = Catalog::with_overrides(&file.models).map_err(|e| {
+            Error::invalid(format!("nbbuild.toml: {e}"))
+                .hint("[models] maps a model name to its Google id, or to { google = \"...\", glabs = \"...\" } (docs/providers.md)")
+        })?;
+        let mut prices = Prices::for_provider(provider);
+        prices.table.extend(match provider {
+            Provider::Glabs => file.prices.clone(),
+            Provider::Google => file.prices_usd.clone(),
+        });
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        // Each provider's own variables only: a G-Labs key is never sent to
+        // Google, nor a Gemini key to a G-Labs tunnel.
+        let server = a
+            .server
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or(match provider {
+                Provider::Glabs => {
+                    env("GLABS_SERVER").or(file.server.clone().filter(|s| !s.is_empty()))
+                }
+                Provider::Google => Some(crate::google::DEFAULT_BASE.to_string()),
+            });
+        let api_key = a
+            .api_key
+            .clone()
+            .filter(|k| !k.is_empty())
+            .or(match provider {
+                Provider::Glabs => env("GLABS_API_KEY"),
+                Provider::Google => env("GEMINI_API_KEY"),
+            });
         let out = a
             .out
             .clone()
@@ -173,12 +219,10 @@ impl Settings {
             .or(file.cache_dir.clone().map(|c| project.dir.join(c)))
             .unwrap_or_else(|| project.dir.join(".nbbuild"));
         Ok(Settings {
-            server: a
-                .server
-                .clone()
-                .or(file.server.clone())
-                .filter(|s| !s.is_empty()),
-            api_key: a.api_key.clone().filter(|k| !k.is_empty()),
+            provider,
+            catalog,
+            server,
+            api_key,
             sim: a.sim,
             ref_image: a.ref_image.clone().or(file.ref_image.clone()),
             concurrency,

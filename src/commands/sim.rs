@@ -23,6 +23,7 @@ pub fn config(a: &SimArgs) -> nbbuild_sim::SimConfig {
         bad_file_rate: a.bad_file_rate,
         lose_answer_rate: a.lose_answer_rate,
         capacity: a.capacity.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        daily_quota: a.daily_quota,
         ..nbbuild_sim::SimConfig::default()
     }
 }
@@ -71,6 +72,9 @@ mod tests {
         let c = parse(&["nbbuild", "sim"]);
         assert_eq!(c.lose_answer_rate, 0.0);
         assert_eq!(c.capacity, None);
+        assert_eq!(c.daily_quota, None);
+        let c = parse(&["nbbuild", "sim", "--daily-quota", "4"]);
+        assert_eq!(c.daily_quota, Some(4));
         let err = Cli::try_parse_from(["nbbuild", "sim", "--capacity", "0"]).unwrap_err();
         assert!(err.to_string().contains("--capacity"), "{err}");
     }

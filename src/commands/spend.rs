@@ -1,6 +1,7 @@
 //! `nbbuild spend`: the ledger. Every build records its summary in the store;
-//! this lists each run's calls, credits, flow and outcome, with totals per
+//! this lists each run's calls, cost, route, flow and outcome, with totals per
 //! day and per flow. The figures are the builds' own `--json` summaries.
+//! G-Labs credits and Google dollars are summed apart, never together.
 
 use crate::cli::SpendArgs;
 use crate::error::{Error, Result};
@@ -17,7 +18,13 @@ struct Run {
     flow: String,
     image_calls: u64,
     video_calls: u64,
+    /// The route (`glabs`, `google`); runs recorded before there was a
+    /// second route were all G-Labs.
+    provider: String,
+    /// G-Labs credits (0 on Google runs).
     credits: f64,
+    /// Google US dollars (0 on G-Labs runs): never added to credits.
+    usd: f64,
     /// `ok`, `failed` (something failed) or `nothing to do`.
     outcome: String,
 }
@@ -28,6 +35,7 @@ struct Total {
     image_calls: u64,
     video_calls: u64,
     credits: f64,
+    usd: f64,
 }
 
 impl Total {
@@ -36,6 +44,24 @@ impl Total {
         self.image_calls += r.image_calls;
         self.video_calls += r.video_calls;
         self.credits += r.credits;
+        self.usd += r.usd;
+    }
+    /// `12 credits`, `$0.27`, or `12 credits + $0.27` (two sums, never one).
+    fn money(&self) -> String {
+        money(self.credits, self.usd)
+    }
+}
+
+fn money(credits: f64, usd: f64) -> String {
+    use crate::models::Unit;
+    match (credits > 0.0, usd > 0.0) {
+        (_, false) => Unit::Credits.format(credits),
+        (false, true) => Unit::Usd.format(usd),
+        (true, true) => format!(
+            "{} + {}",
+            Unit::Credits.format(credits),
+            Unit::Usd.format(usd)
+        ),
     }
 }
 
@@ -67,7 +93,9 @@ fn run_of(v: &Value) -> Option<Run> {
         flow: s["flow"].as_str().unwrap_or("?").to_string(),
         image_calls,
         video_calls,
+        provider: s["provider"].as_str().unwrap_or("glabs").to_string(),
         credits: s["credits"].as_f64().unwrap_or(0.0),
+        usd: s["usd"].as_f64().unwrap_or(0.0),
         outcome: outcome.into(),
     })
 }
@@ -111,14 +139,14 @@ pub fn run(a: &SpendArgs) -> Result<i32> {
         );
         return Ok(0);
     }
-    let credits = super::plan::fmt_credits;
     for r in &ledger.runs {
         println!(
-            "{}  {:>4} image + {:>3} video  {:>8} credits  {:<13} {}",
+            "{}  {:>4} image + {:>3} video  {:>12}  {:<6} {:<13} {}",
             r.at,
             r.image_calls,
             r.video_calls,
-            credits(r.credits),
+            money(r.credits, r.usd),
+            r.provider,
             r.outcome,
             r.flow
         );
@@ -136,27 +164,27 @@ pub fn run(a: &SpendArgs) -> Result<i32> {
     println!("\nper day:");
     for (d, t) in &ledger.per_day {
         println!(
-            "  {d}  {:>3} run(s)  {:>5} call(s)  {:>8} credits",
+            "  {d}  {:>3} run(s)  {:>5} call(s)  {:>12}",
             t.runs,
             t.image_calls + t.video_calls,
-            credits(t.credits)
+            t.money()
         );
     }
     println!("per flow:");
     for (f, t) in &ledger.per_flow {
         println!(
-            "  {:>3} run(s)  {:>5} call(s)  {:>8} credits  {f}",
+            "  {:>3} run(s)  {:>5} call(s)  {:>12}  {f}",
             t.runs,
             t.image_calls + t.video_calls,
-            credits(t.credits)
+            t.money()
         );
     }
     println!(
-        "total: {} run(s), {} image + {} video call(s), {} credits",
+        "total: {} run(s), {} image + {} video call(s), {}",
         ledger.total.runs,
         ledger.total.image_calls,
         ledger.total.video_calls,
-        credits(ledger.total.credits)
+        ledger.total.money()
     );
     Ok(0)
 }

@@ -200,11 +200,24 @@ fn live_text(v: &Value) -> String {
         n(&c["video"]),
         flights.len()
     );
-    out += &format!(
-        "credits  {} of about {}\n",
-        fmt_credits(v["credits"]["spent"].as_f64().unwrap_or(0.0)),
-        fmt_credits(v["credits"]["quote"].as_f64().unwrap_or(0.0))
+    let (spent, quote) = (
+        v["credits"]["spent"].as_f64().unwrap_or(0.0),
+        v["credits"]["quote"].as_f64().unwrap_or(0.0),
     );
+    out += &match unit_of(&v["credits"]["unit"]) {
+        u @ crate::models::Unit::Usd => {
+            format!(
+                "dollars  {} of about {}\n",
+                u.format(spent),
+                u.format(quote)
+            )
+        }
+        crate::models::Unit::Credits => format!(
+            "credits  {} of about {}\n",
+            fmt_credits(spent),
+            fmt_credits(quote)
+        ),
+    };
     for f in &flights {
         out += &format!(
             "  {} c{}  attempt {}  {}  {}\n",
@@ -260,12 +273,15 @@ fn summary_line(s: &Value) -> String {
         .map(|k| n(&t[*k]))
         .sum::<u64>();
     format!(
-        "{} tasks: {}; {} image + {} video call(s), {} credits, took {}",
+        "{} tasks: {}; {} image + {} video call(s), {}, took {}",
         n(&t["total"]),
         states(t, n(&t["total"]).saturating_sub(ended)),
         n(&s["calls"]["image"]),
         n(&s["calls"]["video"]),
-        fmt_credits(s["credits"].as_f64().unwrap_or(0.0)),
+        match unit_of(&s["unit"]) {
+            u @ crate::models::Unit::Usd => u.format(s["usd"].as_f64().unwrap_or(0.0)),
+            u => u.format(s["credits"].as_f64().unwrap_or(0.0)),
+        },
         fmt_ms(n(&s["duration_ms"]))
     )
 }
@@ -280,4 +296,12 @@ fn last_text(r: Option<&Value>) -> String {
         fmt_ms(ago),
         summary_line(&r["summary"])
     )
+}
+
+/// The unit a summary or live view names (older ones: credits).
+fn unit_of(v: &serde_json::Value) -> crate::models::Unit {
+    match v.as_str() {
+        Some("usd") => crate::models::Unit::Usd,
+        _ => crate::models::Unit::Credits,
+    }
 }

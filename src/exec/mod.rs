@@ -196,22 +196,22 @@ impl Ctx {
     pub fn spent(&self) -> f64 {
         self.spent_milli.load(Ordering::SeqCst) as f64 / 1000.0
     }
-    fn price_milli(&self, model: &str) -> u64 {
-        (self.prices.of(model) * 1000.0).round() as u64
+    fn price_milli(price: f64) -> u64 {
+        (price * 1000.0).round() as u64
     }
     /// Reserve the price of one call of `model` before submitting it, so
     /// concurrent candidates cannot pass the budget together. Refused (and
     /// the run stops launching) when it would pass the budget.
-    pub fn reserve(&self, model: &str) -> Result<(), String> {
-        let price = self.price_milli(model);
+    pub fn reserve(&self, price: f64) -> Result<(), String> {
+        let price = Self::price_milli(price);
         let limit = self.budget.map(|b| (b * 1000.0).round() as u64);
         let mut cur = self.spent_milli.load(Ordering::SeqCst);
         loop {
             if limit.is_some_and(|l| cur + price > l) {
                 let msg = format!(
-                    "the budget of {} credits would be passed ({:.0} spent)",
-                    self.budget.unwrap_or(0.0),
-                    cur as f64 / 1000.0
+                    "the budget of {} would be passed ({} spent)",
+                    self.prices.format(self.budget.unwrap_or(0.0)),
+                    self.prices.format(cur as f64 / 1000.0)
                 );
                 self.halt(&msg);
                 return Err(format!("not started: {msg}"));
@@ -228,10 +228,10 @@ impl Ctx {
         }
     }
     /// Give back a reservation whose submission G-Labs did not accept.
-    pub fn release(&self, model: &str) {
+    pub fn release(&self, price: f64) {
         let _ = self
             .spent_milli
-            .fetch_sub(self.price_milli(model), Ordering::SeqCst);
+            .fetch_sub(Self::price_milli(price), Ordering::SeqCst);
     }
 }
 
@@ -619,6 +619,7 @@ async fn run_task(
                 slot,
                 kind: task.kind,
                 model: task.params.model.clone(),
+                price: ctx.prices.of(task),
                 timeout,
                 request: request.clone(),
                 resume: rec.in_flight_for(slot).cloned(),

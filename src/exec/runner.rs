@@ -63,6 +63,8 @@ pub struct CandidateJob {
     pub slot: u32,
     pub kind: TaskKind,
     pub model: String,
+    /// What one call costs, in the route's unit (reserved against the budget).
+    pub price: f64,
     pub timeout: Duration,
     pub request: Arc<GenInput>,
     /// A G-Labs task an earlier run submitted for this slot.
@@ -229,7 +231,7 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                         None => clear_mark(ctx, job).await,
                     }
                 }
-                if let Err(msg) = ctx.reserve(&job.model) {
+                if let Err(msg) = ctx.reserve(job.price) {
                     return Err(fail(FailureKind::Halted, attempt, msg));
                 }
                 attempt += 1;
@@ -273,8 +275,11 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                                 // one case that spends an attempt on no answer.
                                 clear_mark(ctx, job).await;
                                 drop(permit);
-                                ctx.release(&job.model);
-                                let why = format!("{message} (no task of ours appeared at G-Labs)");
+                                ctx.release(job.price);
+                                let why = format!(
+                                    "{message} (no task of ours appeared at {})",
+                                    ctx.generator.title()
+                                );
                                 if retry_later(ctx, job, &mut transient, attempt, &why, None).await
                                 {
                                     continue;
@@ -288,7 +293,7 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                         drop(out);
                         clear_mark(ctx, job).await;
                         drop(permit);
-                        ctx.release(&job.model);
+                        ctx.release(job.price);
                         match on_error(ctx, &e) {
                             // 429, or a 5xx answer to the submit: G-Labs said
                             // nothing about the generation, so no attempt is
@@ -345,7 +350,10 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                     return Err(fail(
                         FailureKind::ApiError,
                         attempt,
-                        format!("{why} (the G-Labs task is kept: the next run fetches its result)"),
+                        format!(
+                            "{why} (the {} task is kept: the next run fetches its result)",
+                            ctx.generator.title()
+                        ),
                     ));
                 }
             },
@@ -381,12 +389,16 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                 if lost <= ctx.policy.attempts {
                     // G-Labs restarted: resubmit without spending a transient retry.
                     Step::Again {
-                        why: "G-Labs forgot the task (restarted?): resubmitting".into(),
+                        why: if ctx.generator.route() == "google" {
+                            "Google no longer knows it (an operation gone, or a still answered to an earlier run, which Google cannot look up): resubmitting".into()
+                        } else {
+                            "G-Labs forgot the task (restarted?): resubmitting".into()
+                        },
                     }
                 } else {
                     Step::Fail(
                         FailureKind::ApiError,
-                        "G-Labs keeps losing this task".into(),
+                        format!("{} keeps losing this task", ctx.generator.title()),
                     )
                 }
             }
@@ -418,7 +430,10 @@ async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate, Failure> {
                 return Err(fail(
                     e.kind(),
                     attempt,
-                    format!("{why} (the G-Labs task is kept: the next run re-attaches to it)"),
+                    format!(
+                        "{why} (the {} task is kept: the next run re-attaches to it)",
+                        ctx.generator.title()
+                    ),
                 ));
             }
             Polled::Stopped => {
@@ -525,7 +540,8 @@ async fn pace(
         return Err((
             FailureKind::ApiError,
             format!(
-                "G-Labs kept pushing back ({why}) for {}s without any progress (--max-wait): giving up",
+                "{} kept pushing back ({why}) for {}s without any progress (--max-wait): giving up",
+                ctx.generator.title(),
                 stalled.as_secs()
             ),
         ));
@@ -570,7 +586,7 @@ async fn record(ctx: &Ctx, job: &CandidateJob, f: InFlight) -> Result<(), String
     let (store, key) = (ctx.store.clone(), job.key.clone());
     blocking(move || store.record_in_flight(&key, f.slot, f))
         .await
-        .map_err(|e| format!("cannot record the G-Labs task in the store: {e}"))
+        .map_err(|e| format!("cannot record the remote task in the store: {e}"))
 }
 
 /// A submission sent and not yet resolved (answered and recorded, or
@@ -740,8 +756,12 @@ fn on_error(ctx: &Ctx, e: &ApiError) -> Step {
             Step::Fail(FailureKind::ConnectionRefused, message.clone())
         }
         ApiError::Unauthorized => {
-            ctx.halt("G-Labs refused the API key");
+            ctx.halt(&format!("{} refused the API key", ctx.generator.title()));
             Step::Fail(FailureKind::ApiError, e.message())
+        }
+        ApiError::Exhausted { message } => {
+            ctx.halt(message);
+            Step::Fail(FailureKind::Halted, ctx.stop_reason())
         }
         ApiError::Lost | ApiError::NoAnswer { .. } => Step::Retry {
             why: e.message(),
@@ -852,7 +872,7 @@ async fn fetch(
 ) -> Result<tempfile::NamedTempFile, (bool, String)> {
     let url = results
         .first()
-        .ok_or((true, "G-Labs returned no result file".to_string()))?;
+        .ok_or((true, "the service returned no result file".to_string()))?;
     let mut last = String::new();
     let mut bad = false;
     for attempt in 0..3 {
@@ -931,6 +951,7 @@ async fn commit(
         "video/mp4"
     };
     let remote = remote.to_string();
+    let route = ctx.generator.route().to_string();
     let reroll = job.reroll.clone();
     let res = tokio::task::spawn_blocking(move || {
         // The object is durable before the record names it.
@@ -946,6 +967,7 @@ async fn commit(
             qa_attempts: 0,
             url: None,
             remote_task: Some(remote),
+            route: Some(route),
         };
         store.commit_replacing(&key, cand.clone(), reroll.as_deref())?;
         Ok::<_, nbbuild_cache::StoreError>(cand)

@@ -9,8 +9,7 @@ use crate::prompt::placeholders;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The image model the runner enforces on every image node.
-pub const IMAGE_MODEL: &str = "nano_banana_2";
+use crate::models::IMAGE_MODEL;
 
 pub struct ValidateOptions {
     /// The candidate count the runner enforces (`--candidates`).

@@ -33,6 +33,10 @@ pub enum ApiError {
     NoAnswer { message: String },
     /// Will not succeed if sent again as it is.
     Permanent { kind: FailureKind, message: String },
+    /// A quota that waiting inside this run cannot bring back (Google's
+    /// per-day quota, prepaid credits used up): the run stops launching at
+    /// once instead of retrying into it; what was not sent is "not run".
+    Exhausted { message: String },
 }
 
 impl ApiError {
@@ -44,6 +48,7 @@ impl ApiError {
             ApiError::Lost => FailureKind::ApiError,
             ApiError::RateLimited { .. } | ApiError::NoAnswer { .. } => FailureKind::ApiError,
             ApiError::Permanent { kind, .. } => *kind,
+            ApiError::Exhausted { .. } => FailureKind::Halted,
         }
     }
     pub fn message(&self) -> String {
@@ -52,9 +57,12 @@ impl ApiError {
             | ApiError::Down { message }
             | ApiError::RateLimited { message, .. }
             | ApiError::NoAnswer { message }
-            | ApiError::Permanent { message, .. } => message.clone(),
-            ApiError::Unauthorized => "G-Labs refused the API key (401)".into(),
-            ApiError::Lost => "G-Labs no longer knows the task (404): it was restarted".into(),
+            | ApiError::Permanent { message, .. }
+            | ApiError::Exhausted { message } => message.clone(),
+            ApiError::Unauthorized => "the service refused the API key (401)".into(),
+            ApiError::Lost => {
+                "the service no longer knows the task (404): G-Labs was restarted, or a still Google answered was lost with the run".into()
+            }
         }
     }
 }
@@ -145,6 +153,8 @@ pub struct Health {
 pub struct Client {
     base: String,
     api_key: Option<String>,
+    /// The ids G-Labs calls each model (`[models]` may change them).
+    catalog: crate::models::Catalog,
     http: reqwest::Client,
 }
 
@@ -255,8 +265,15 @@ impl Client {
         Ok(Client {
             base: base.trim_end_matches('/').to_string(),
             api_key: api_key.filter(|k| !k.is_empty()),
+            catalog: crate::models::Catalog::default(),
             http,
         })
+    }
+
+    /// Send each model under the id this catalog gives it for G-Labs.
+    pub fn with_catalog(mut self, catalog: crate::models::Catalog) -> Client {
+        self.catalog = catalog;
+        self
     }
 
     pub fn base(&self) -> &str {
@@ -371,7 +388,13 @@ impl Client {
 
     /// Queue one task; its G-Labs task id.
     pub async fn submit(&self, input: &GenInput) -> Result<String, ApiError> {
-        let req = GenRequest::new(input);
+        let mut req = GenRequest::new(input);
+        if let Some(id) = self
+            .catalog
+            .wire_id(crate::models::Provider::Glabs, &input.params.model)
+        {
+            req.body["model"] = serde_json::Value::String(id);
+        }
         let resp = self
             .with_key(self.http.post(format!("{}{}", self.base, req.path())))
             .json(&req.body)

@@ -53,6 +53,8 @@ pub struct Live {
     /// Submissions, by kind (image, video).
     calls: [u64; 2],
     credits: f64,
+    /// What `credits` is counted in (the route's unit).
+    unit: crate::models::Unit,
     stored: [u64; 2],
     failed: [u64; 2],
     /// (sum of ms, count) of submission-to-stored times, by kind.
@@ -84,11 +86,13 @@ impl Live {
             .map(|t| TaskInfo {
                 label: t.label(),
                 kind: t.kind,
-                price: prices.of(&t.params.model),
+                price: prices.of(t),
                 deps: t.deps().collect(),
             })
             .collect();
-        Live::with_tasks(tasks, &compiled.order, flow, concurrency)
+        let mut live = Live::with_tasks(tasks, &compiled.order, flow, concurrency);
+        live.unit = prices.unit;
+        live
     }
 
     fn with_tasks(tasks: Vec<TaskInfo>, order: &[usize], flow: &str, concurrency: u32) -> Live {
@@ -110,6 +114,7 @@ impl Live {
             flights: Vec::new(),
             calls: [0; 2],
             credits: 0.0,
+            unit: crate::models::Unit::Credits,
             stored: [0; 2],
             failed: [0; 2],
             latency: [(0.0, 0); 2],
@@ -166,6 +171,7 @@ impl Live {
                 tasks,
                 calls,
                 credits,
+                ..
             } => {
                 self.phase = "generating";
                 if self.quote.is_none() {
@@ -347,7 +353,7 @@ impl Live {
                 "planned_image": q.map(|q| q.calls[0]),
                 "planned_video": q.map(|q| q.calls[1]),
             },
-            "credits": {"spent": self.credits, "quote": q.map(|q| q.credits)},
+            "credits": {"spent": self.credits, "quote": q.map(|q| q.credits), "unit": self.unit.as_str()},
             "candidates": {"stored": self.stored[0] + self.stored[1], "failed": self.failed[0] + self.failed[1]},
             "in_flight": in_flight,
             "failures": self.failures,

@@ -592,9 +592,10 @@ impl Reporter for Live {
                 tasks,
                 calls,
                 credits,
+                unit,
             } => self.line(format!(
-                "building {tasks} task(s): {calls} call(s), about {} credits",
-                crate::commands::plan::fmt_credits(credits)
+                "building {tasks} task(s): {calls} call(s), about {}",
+                unit.format(credits)
             )),
             Event::Submitted {
                 task,

@@ -170,6 +170,8 @@ pub fn quote(
                 "credits": inv_credits,
             },
             "total_credits": spend.credits + inv_credits,
+            // What the amounts are in: G-Labs credits or US dollars.
+            "unit": spend.unit.as_str(),
         }),
     })
 }

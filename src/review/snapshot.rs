@@ -309,6 +309,8 @@ pub fn plan_summary(compiled: &Compiled, plan: &Plan) -> Value {
         "total": plan.items.len(),
         "calls": {"image": plan.image_calls, "video": plan.video_calls},
         "credits": plan.credits,
+        // What `credits` amounts are in: G-Labs credits or US dollars.
+        "unit": plan.unit.as_str(),
     })
 }
 
@@ -425,6 +427,7 @@ fn task_json(
         "reason": reason,
         "calls": item.calls,
         "credits": item.credits,
+        "unit": cx.plan.unit.as_str(),
         "error": failure.map(|f| f.join("; ")),
         "in_flight": in_flight,
         "earlier_key": earlier,

@@ -115,6 +115,8 @@ impl Test {
         for k in [
             "GLABS_SERVER",
             "GLABS_API_KEY",
+            "GEMINI_API_KEY",
+            "NBBUILD_PROVIDER",
             "NBBUILD_CACHE_DIR",
             "NBBUILD_QA_URL",
             "NBBUILD_QA_MODEL",

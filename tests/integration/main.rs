@@ -8,6 +8,7 @@ mod chaos;
 mod compile;
 mod faults;
 mod flaky;
+mod google;
 mod harness;
 mod holder;
 mod identity;

@@ -11,7 +11,8 @@
 //! * `faults`: fault injection and every pseudo-random decision.
 //! * `lifecycle`: a task's life: accepted, queued for a slot, run, finished.
 //! * `http`: the API-key check, the body limit, base64 payloads, JSON errors.
-//! * the rooms: `glabs` (the G-Labs API, `/api/*`), `qa` (the
+//! * the rooms: `glabs` (the G-Labs API, `/api/*`), `google` (Google's
+//!   Gemini API, `/v1beta/*`), `qa` (the
 //!   chat-completions reviewer, `/v1/*`) and `control` (the simulator's own
 //!   `/sim/*`).
 
@@ -20,6 +21,7 @@ mod control;
 mod faults;
 mod files;
 mod glabs;
+mod google;
 mod http;
 mod lifecycle;
 mod qa;
@@ -63,6 +65,7 @@ pub(crate) async fn serve(
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .merge(glabs::routes())
+        .merge(google::routes())
         .merge(qa::routes())
         .merge(control::routes())
         .fallback(http::not_found)

@@ -23,6 +23,8 @@ pub(crate) struct Shared {
     pub(super) bad_file_rolls: AtomicU64,
     pub(super) lose_answer_rolls: AtomicU64,
     pub(super) qa_calls: AtomicU64,
+    /// Gemini API submits counted against `daily_quota`.
+    pub(super) google_submits: AtomicU64,
     pub(super) dead: AtomicBool,
     pub(super) stopped: AtomicBool,
     pub(super) die_tx: watch::Sender<bool>,
@@ -43,6 +45,7 @@ impl Shared {
             bad_file_rolls: AtomicU64::new(0),
             lose_answer_rolls: AtomicU64::new(0),
             qa_calls: AtomicU64::new(0),
+            google_submits: AtomicU64::new(0),
             dead: AtomicBool::new(dead),
             stopped: AtomicBool::new(false),
             die_tx,

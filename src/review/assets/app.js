@@ -28,6 +28,8 @@ function el(tag, attrs = {}, ...kids) {
 }
 
 const credits = (c) => (Math.abs(c - Math.round(c)) < 1e-9 ? String(Math.round(c)) : c.toFixed(1));
+// An amount in its route's unit: G-Labs credits, or US dollars (--provider google).
+const money = (c, unit, short) => (unit === "usd" ? `$${c.toFixed(2)}` : `${credits(c)} ${short ? "cr" : "credits"}`);
 const plural = (n, w) => `${n} ${w}${n === 1 ? "" : "s"}`;
 const canAct = () => S && !S.read_only && !EXPORTED;
 
@@ -115,7 +117,7 @@ function renderPlan() {
   } else {
     box.append("plain build: ", el("b", { text: plural(n, "task") }), " · ",
       el("b", { text: `${p.calls.image} image + ${p.calls.video} video` }), " calls · ",
-      el("b", { text: `~${credits(p.credits)}` }), " credits");
+      el("b", { text: `~${money(p.credits, p.unit)}` }));
     box.title = "A plain nbbuild would build:\n" + p.stale.map((s) => `${s.kind} ${s.name}: ${s.reason} (${plural(s.calls, "call")})`).join("\n");
   }
 }
@@ -178,7 +180,7 @@ function renderView() {
     ? [byYou ? `${byYou} flagged by you` : "", byQa ? `${byQa} flagged by QA` : ""].filter(Boolean).join(", ")
     : t.reason;
   const why = t.state === "fresh" ? "fresh: nothing to build"
-    : `${STATE_TEXT[t.state] || t.state}${reason ? ": " + reason : ""}${t.calls ? ` (a plain build: ${plural(t.calls, "call")}, ~${credits(t.credits)} credits)` : ""}`;
+    : `${STATE_TEXT[t.state] || t.state}${reason ? ": " + reason : ""}${t.calls ? ` (a plain build: ${plural(t.calls, "call")}, ~${money(t.credits, t.unit)})` : ""}`;
   const head = el("div", { class: "head", dataset: { task: t.name, kind: t.kind, id: t.id } },
     el("div", {},
       el("h1", {}, t.name, el("span", { class: "kindtag", text: t.kind === "video" ? "clip" : "still" })),
@@ -360,7 +362,7 @@ async function pick(k) {
   const r = await api("/api/pick", { task: t.id, candidate: k, rev: S.flow.rev });
   if (r.ok) {
     const p = r.data.plan;
-    status(`picked ${t.name} c${k}. A plain build would now build ${plural(p.stale.length, "task")}: ${p.calls.image} image + ${p.calls.video} video calls, ~${credits(p.credits)} credits`, "ok");
+    status(`picked ${t.name} c${k}. A plain build would now build ${plural(p.stale.length, "task")}: ${p.calls.image} image + ${p.calls.video} video calls, ~${money(p.credits, p.unit)}`, "ok");
     document.body.dataset.lastAction = `pick:${t.id}:${k}`;
   } else {
     status(r.data.error || `pick refused (${r.status})`, "err");
@@ -423,13 +425,13 @@ function showQuote(q) {
   const go = $("#reroll-go");
   const rows = [];
   rows.push(el("tr", {}, el("td", { class: "sec", colspan: 3, text: "spent now" })));
-  for (const s of q.spend.tasks) rows.push(el("tr", {}, el("td", { text: `${s.kind} ${s.name}` }), el("td", { class: "n", text: plural(s.calls, "call") }), el("td", { class: "n", text: `${credits(s.credits)} cr` })));
+  for (const s of q.spend.tasks) rows.push(el("tr", {}, el("td", { text: `${s.kind} ${s.name}` }), el("td", { class: "n", text: plural(s.calls, "call") }), el("td", { class: "n", text: money(s.credits, q.unit, true) })));
   rows.push(el("tr", {}, el("td", { class: "sec", colspan: 3, text: "then stale for the next plain build" })));
   if (!q.invalidates.tasks.length) rows.push(el("tr", {}, el("td", { class: "muted", colspan: 3, text: "nothing (no consumer takes this task's candidates)" })));
-  for (const s of q.invalidates.tasks) rows.push(el("tr", {}, el("td", { text: `${s.kind} ${s.name}: ${s.reason}` }), el("td", { class: "n", text: plural(s.calls, "call") }), el("td", { class: "n", text: `${credits(s.credits)} cr` })));
+  for (const s of q.invalidates.tasks) rows.push(el("tr", {}, el("td", { text: `${s.kind} ${s.name}: ${s.reason}` }), el("td", { class: "n", text: plural(s.calls, "call") }), el("td", { class: "n", text: money(s.credits, q.unit, true) })));
   const calls = q.spend.calls.image + q.spend.calls.video;
-  rows.push(el("tr", { class: "total" }, el("td", { text: "re-roll now" }), el("td", { class: "n", text: plural(calls, "call") }), el("td", { class: "n", text: `${credits(q.spend.credits)} cr` })));
-  rows.push(el("tr", {}, el("td", { class: "muted", text: "with what it invalidates" }), el("td", {}), el("td", { class: "n muted", text: `${credits(q.total_credits)} cr` })));
+  rows.push(el("tr", { class: "total" }, el("td", { text: "re-roll now" }), el("td", { class: "n", text: plural(calls, "call") }), el("td", { class: "n", text: money(q.spend.credits, q.unit, true) })));
+  rows.push(el("tr", {}, el("td", { class: "muted", text: "with what it invalidates" }), el("td", {}), el("td", { class: "n muted", text: money(q.total_credits, q.unit, true) })));
   box.replaceChildren(el("table", {}, rows));
   box.dataset.quote = q.id;
   box.dataset.calls = String(calls);

@@ -1,0 +1,634 @@
+//! The Gemini API client (reqwest) behind the `Generator` trait.
+//!
+//! Stills: `generateContent` answers synchronously with the image inline.
+//! `submit` makes the call and parks the answer (the bytes, or the safety
+//! refusal) in memory under a synthetic id; `status` reports it, and
+//! `download_to` writes it. So the runner treats both routes alike: a
+//! refusal goes through its content-policy path (retried once), and the
+//! still is committed the way a G-Labs file is. The parked answer lives only
+//! in this process: Google offers no way to look a still up again, so a
+//! build killed between Google's answer and the commit (a few milliseconds)
+//! pays for that still again on the next run; its recorded id then answers
+//! `Lost` and the runner resubmits.
+//!
+//! Clips: `predictLongRunning` answers with an operation `name`, which the
+//! runner records before polling (a killed build re-attaches to it);
+//! `status` polls `GET v1beta/{name}`; the sample's URI is downloaded with
+//! the key header, following redirects, and the key is sent to Google's own
+//! host only.
+
+use super::errors::{content_policy, GoogleError, SAFETY_FINISH};
+use super::request;
+use crate::compile::TaskKind;
+use crate::generator::{ApiError, GenInput, Generator, Health, Listed, RemoteStatus, TaskView};
+use crate::glabs::client::describe;
+use crate::glabs::FailureKind;
+use crate::models::{Catalog, Provider};
+use base64::Engine;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Google's public endpoint.
+pub const DEFAULT_BASE: &str = "https://generativelanguage.googleapis.com";
+
+/// The prefix of a parked still's synthetic id.
+const STILL: &str = "still-";
+/// The URL scheme `status` hands `download_to` for a parked still.
+const INLINE: &str = "inline:";
+
+/// What `generateContent` answered, kept until the still is downloaded.
+enum Parked {
+    Image { bytes: Vec<u8> },
+    Refused(ApiError),
+}
+
+pub struct Client {
+    base: String,
+    api_key: Option<String>,
+    catalog: Catalog,
+    /// Redirects are followed by hand (downloads), so the key goes to
+    /// Google's host only.
+    http: reqwest::Client,
+    parked: Mutex<HashMap<String, Parked>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("google::Client")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+fn internal(message: String) -> ApiError {
+    ApiError::Permanent {
+        kind: FailureKind::ApiError,
+        message,
+    }
+}
+
+impl Client {
+    pub fn new(base: &str, api_key: Option<String>, catalog: Catalog) -> Result<Client, ApiError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(300))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| internal(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            api_key: api_key.filter(|k| !k.is_empty()),
+            catalog,
+            http,
+            parked: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn with_key(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.api_key {
+            Some(k) => req.header("x-goog-api-key", k),
+            None => req,
+        }
+    }
+
+    fn model_id(&self, input: &GenInput) -> Result<String, ApiError> {
+        self.catalog
+            .wire_id(Provider::Google, &input.params.model)
+            .ok_or_else(|| ApiError::Permanent {
+                kind: FailureKind::ModelNotAvailable,
+                message: format!(
+                    "{} has no Google equivalent: build it with --provider glabs, or name a Google id for it under [models] in nbbuild.toml",
+                    input.params.model
+                ),
+            })
+    }
+
+    fn network_error(&self, e: reqwest::Error) -> ApiError {
+        if e.is_connect() {
+            ApiError::Down {
+                message: format!("cannot connect to Google's Gemini API at {}", self.base),
+            }
+        } else if e.is_timeout() {
+            ApiError::Transient {
+                message: format!("the Gemini API at {} did not answer in time", self.base),
+                retry_after: None,
+            }
+        } else {
+            ApiError::Transient {
+                message: format!("connection to the Gemini API failed: {}", describe(&e)),
+                retry_after: None,
+            }
+        }
+    }
+
+    async fn error_of(&self, resp: reqwest::Response, model: &str) -> ApiError {
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap_or_default();
+        GoogleError::parse(status, &body).classify(model)
+    }
+
+    fn park(&self, p: Parked) -> String {
+        let id = format!(
+            "{STILL}{:016x}{:08x}",
+            fastrand::u64(..),
+            std::process::id()
+        );
+        self.parked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), p);
+        id
+    }
+
+    /// `GET v1beta/models?pageSize=1` with the key: reachable, and the key
+    /// accepted, before anything is spent. Google has no health endpoint.
+    pub async fn health(&self) -> Result<Health, ApiError> {
+        let resp = self
+            .with_key(
+                self.http
+                    .get(format!("{}/v1beta/models?pageSize=1", self.base)),
+            )
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await
+            .map_err(|e| self.network_error(e))?;
+        if !resp.status().is_success() {
+            return Err(match self.error_of(resp, "").await {
+                // Whatever a model list refuses is about the key or the project.
+                ApiError::Permanent { message, .. } => ApiError::Down { message },
+                other => other,
+            });
+        }
+        Ok(Health {
+            status: "ok".into(),
+            server: "Gemini API".into(),
+            tasks_pending: 0,
+            tasks_running: 0,
+        })
+    }
+
+    async fn submit_still(&self, input: &GenInput, model: &str) -> Result<String, ApiError> {
+        let resp = self
+            .with_key(self.http.post(format!(
+                "{}/v1beta/models/{model}:generateContent",
+                self.base
+            )))
+            .json(&request::still_body(input))
+            .timeout(Duration::from_secs(300))
+            .send()
+            .await
+            .map_err(|e| self.sent_error(e))?;
+        if !resp.status().is_success() {
+            return Err(self.error_of(resp, model).await);
+        }
+        let body: Value = resp.json().await.map_err(|e| ApiError::NoAnswer {
+            message: format!("unreadable generateContent answer: {}", e.without_url()),
+        })?;
+        Ok(self.park(read_still(&body)))
+    }
+
+    async fn submit_clip(&self, input: &GenInput, model: &str) -> Result<String, ApiError> {
+        let resp = self
+            .with_key(self.http.post(format!(
+                "{}/v1beta/models/{model}:predictLongRunning",
+                self.base
+            )))
+            .json(&request::clip_body(input))
+            .timeout(Duration::from_secs(120))
+            .send()
+            .await
+            .map_err(|e| self.sent_error(e))?;
+        if !resp.status().is_success() {
+            return Err(self.error_of(resp, model).await);
+        }
+        let body: Value = resp.json().await.map_err(|e| ApiError::NoAnswer {
+            message: format!("unreadable predictLongRunning answer: {}", e.without_url()),
+        })?;
+        let name = body.get("name").and_then(Value::as_str).unwrap_or("");
+        let usable = !name.is_empty()
+            && name.len() <= 300
+            && name.starts_with("models/")
+            && !name.contains("..")
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+        if !usable {
+            return Err(internal(format!(
+                "Google returned an unusable operation name {name:?}"
+            )));
+        }
+        Ok(name.to_string())
+    }
+
+    /// A request that was sent and got no answer may have been billed.
+    fn sent_error(&self, e: reqwest::Error) -> ApiError {
+        match self.network_error(e) {
+            ApiError::Transient { message, .. } => ApiError::NoAnswer { message },
+            other => other,
+        }
+    }
+
+    pub async fn status(&self, id: &str) -> Result<TaskView, ApiError> {
+        let view = |status| TaskView {
+            kind: None,
+            prompt: None,
+            status,
+        };
+        if id.starts_with(STILL) {
+            let parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+            return match parked.get(id) {
+                Some(Parked::Image { .. }) => Ok(view(RemoteStatus::Completed {
+                    results: vec![format!("{INLINE}{id}")],
+                })),
+                Some(Parked::Refused(e)) => Ok(view(RemoteStatus::Failed(e.clone()))),
+                // Answered to a process that is gone: Google cannot find it again.
+                None => Err(ApiError::Lost),
+            };
+        }
+        let resp = self
+            .with_key(self.http.get(format!("{}/v1beta/{id}", self.base)))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| self.network_error(e))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(ApiError::Lost);
+        }
+        if !resp.status().is_success() {
+            return Err(self.error_of(resp, id).await);
+        }
+        let body: Value = resp.json().await.map_err(|e| ApiError::Transient {
+            message: format!("unreadable operation: {}", e.without_url()),
+            retry_after: None,
+        })?;
+        Ok(view(read_operation(&body)))
+    }
+
+    /// Write a parked still, or download a clip's URI, into `out`.
+    pub async fn download_to(
+        &self,
+        url: &str,
+        limit: u64,
+        out: &mut std::fs::File,
+    ) -> Result<u64, ApiError> {
+        use std::io::Write;
+        if let Some(id) = url.strip_prefix(INLINE) {
+            let parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(Parked::Image { bytes }) = parked.get(id) else {
+                return Err(ApiError::Lost);
+            };
+            out.write_all(bytes).map_err(|e| ApiError::Transient {
+                message: format!("cannot write the still: {e}"),
+                retry_after: None,
+            })?;
+            let size = bytes.len() as u64;
+            drop(parked);
+            // Committed by the runner next; this process needs it no more.
+            self.parked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(id);
+            return Ok(size);
+        }
+        let mut resp = self.get_following(url).await?;
+        if !resp.status().is_success() {
+            let e = self.error_of(resp, "").await;
+            return Err(ApiError::Transient {
+                message: format!("download failed: {}", e.message()),
+                retry_after: None,
+            });
+        }
+        let too_big = || ApiError::Transient {
+            message: format!("the file is larger than the {} MB limit", limit / 1_000_000),
+            retry_after: None,
+        };
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(too_big());
+        }
+        let mut size = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(|e| ApiError::Transient {
+            message: format!("download interrupted: {}", describe(&e)),
+            retry_after: None,
+        })? {
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(too_big());
+            }
+            out.write_all(&chunk).map_err(|e| ApiError::Transient {
+                message: format!("cannot write the download: {e}"),
+                retry_after: None,
+            })?;
+        }
+        Ok(size)
+    }
+
+    /// GET `url`, following up to 10 redirects; the key header only on
+    /// requests to the configured host (a redirect to a storage host must not
+    /// carry it).
+    async fn get_following(&self, url: &str) -> Result<reqwest::Response, ApiError> {
+        let bad = |what: String| ApiError::Transient {
+            message: what,
+            retry_after: None,
+        };
+        let base = reqwest::Url::parse(&self.base)
+            .map_err(|_| internal(format!("{} is not a URL", self.base)))?;
+        let mut at = reqwest::Url::parse(url)
+            .or_else(|_| base.join(url))
+            .map_err(|_| bad("Google returned a clip URI that is not a URL".into()))?;
+        for _ in 0..10 {
+            let same_host = at.origin() == base.origin();
+            let mut req = self.http.get(at.clone());
+            if same_host {
+                req = self.with_key(req);
+            }
+            let resp = req.send().await.map_err(|e| self.network_error(e))?;
+            if !resp.status().is_redirection() {
+                return Ok(resp);
+            }
+            let next = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| bad("a redirect without a Location".into()))?;
+            at = at
+                .join(next)
+                .map_err(|_| bad("a redirect to something that is not a URL".into()))?;
+        }
+        Err(bad("more than 10 redirects".into()))
+    }
+}
+
+/// A `generateContent` answer: the image, or why there is none.
+fn read_still(body: &Value) -> Parked {
+    if let Some(reason) = body
+        .pointer("/promptFeedback/blockReason")
+        .and_then(Value::as_str)
+    {
+        return Parked::Refused(content_policy(&format!("prompt blocked: {reason}")));
+    }
+    let Some(cand) = body.pointer("/candidates/0") else {
+        return Parked::Refused(internal("Google answered without a candidate".into()));
+    };
+    let finish = cand
+        .get("finishReason")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let parts = cand
+        .pointer("/content/parts")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let image = parts.iter().find_map(|p| {
+        if p.get("thought").and_then(Value::as_bool) == Some(true) {
+            return None;
+        }
+        let d = p.get("inlineData").or_else(|| p.get("inline_data"))?;
+        let mime = d
+            .get("mimeType")
+            .or_else(|| d.get("mime_type"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        Some((mime.to_string(), d.get("data")?.as_str()?.to_string()))
+    });
+    match image {
+        Some((mime, data)) => {
+            if mime != "image/png" {
+                // nbbuild stores, names and mirrors stills as PNG; Google's
+                // image models answer PNG (outputMimeType cannot be set on
+                // the Gemini API), so anything else is a change to look at.
+                return Parked::Refused(internal(format!(
+                    "Google answered a {mime} still; nbbuild stores stills as PNG (please report this)"
+                )));
+            }
+            match base64::engine::general_purpose::STANDARD.decode(data.trim()) {
+                Ok(bytes) => Parked::Image { bytes },
+                Err(_) => Parked::Refused(ApiError::Transient {
+                    message: "Google's inline image is not valid base64".into(),
+                    retry_after: None,
+                }),
+            }
+        }
+        None if SAFETY_FINISH.contains(&finish) => {
+            let msg = cand
+                .get("finishMessage")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            Parked::Refused(content_policy(format!("{finish} {msg}").trim()))
+        }
+        None => Parked::Refused(internal(format!(
+            "Google answered no image (finishReason {})",
+            if finish.is_empty() { "none" } else { finish }
+        ))),
+    }
+}
+
+/// A polled operation: waiting, the sample's URI, or why there is none.
+fn read_operation(body: &Value) -> RemoteStatus {
+    if body.get("done").and_then(Value::as_bool) != Some(true) {
+        return RemoteStatus::Waiting;
+    }
+    if let Some(e) = body.get("error") {
+        let g = GoogleError::from_value(0, e);
+        // An operation's error codes are gRPC codes (3, 8, 13...), not HTTP.
+        let http = match g.status.as_str() {
+            "INVALID_ARGUMENT" | "FAILED_PRECONDITION" => 400,
+            "PERMISSION_DENIED" => 403,
+            "NOT_FOUND" => 404,
+            "RESOURCE_EXHAUSTED" => 429,
+            "UNAVAILABLE" => 503,
+            "DEADLINE_EXCEEDED" => 504,
+            "INTERNAL" => 500,
+            _ if g.code >= 400 => g.code,
+            _ => 500,
+        };
+        let text = g.message.to_ascii_lowercase();
+        if ["safety", "policy", "responsible ai", "blocked"]
+            .iter()
+            .any(|w| text.contains(w))
+        {
+            return RemoteStatus::Failed(content_policy(&g.message));
+        }
+        return RemoteStatus::Failed(GoogleError { code: http, ..g }.classify("the clip's model"));
+    }
+    let r = body.pointer("/response/generateVideoResponse");
+    let uri = r
+        .and_then(|r| r.pointer("/generatedSamples/0/video/uri"))
+        .and_then(Value::as_str);
+    match uri {
+        Some(u) => RemoteStatus::Completed {
+            results: vec![u.to_string()],
+        },
+        None => {
+            let filtered = r
+                .and_then(|r| r.get("raiMediaFilteredCount"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            if filtered > 0 {
+                let why = r
+                    .and_then(|r| r.pointer("/raiMediaFilteredReasons/0"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("raiMediaFilteredCount");
+                RemoteStatus::Failed(content_policy(why))
+            } else {
+                RemoteStatus::Failed(internal("Google finished the clip without a sample".into()))
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Generator for Client {
+    fn route(&self) -> &'static str {
+        "google"
+    }
+    fn location(&self) -> String {
+        self.base.clone()
+    }
+    async fn health(&self) -> Result<Health, ApiError> {
+        Client::health(self).await
+    }
+    async fn submit(&self, input: &GenInput) -> Result<String, ApiError> {
+        let model = self.model_id(input)?;
+        match input.kind {
+            TaskKind::Image => self.submit_still(input, &model).await,
+            TaskKind::Video => self.submit_clip(input, &model).await,
+        }
+    }
+    async fn status(&self, id: &str) -> Result<TaskView, ApiError> {
+        Client::status(self, id).await
+    }
+    /// Google lists no generations: a lost answer cannot be adopted.
+    async fn list_tasks(&self) -> Result<Vec<Listed>, ApiError> {
+        Ok(Vec::new())
+    }
+    async fn download_to(
+        &self,
+        url: &str,
+        limit: u64,
+        out: &mut std::fs::File,
+    ) -> Result<u64, ApiError> {
+        Client::download_to(self, url, limit, out).await
+    }
+    /// Veo operations cannot be cancelled on the Gemini API; a still is over
+    /// when its answer arrives.
+    async fn stop(&self, id: &str) {
+        self.parked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_still_is_the_inline_part_that_is_not_a_thought() {
+        let png = base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\nfinal");
+        let thought = base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\ndraft");
+        let body = json!({"candidates": [{"content": {"parts": [
+            {"text": "here"},
+            {"inlineData": {"mimeType": "image/png", "data": thought}, "thought": true},
+            {"inlineData": {"mimeType": "image/png", "data": png}}
+        ]}, "finishReason": "STOP"}]});
+        match read_still(&body) {
+            Parked::Image { bytes } => assert!(bytes.ends_with(b"final")),
+            Parked::Refused(e) => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn safety_refusals_are_content_policy() {
+        let blocked =
+            json!({"candidates": [], "promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}});
+        let finished =
+            json!({"candidates": [{"finishReason": "IMAGE_SAFETY", "finishMessage": "no"}]});
+        for b in [blocked, finished] {
+            match read_still(&b) {
+                Parked::Refused(e) => assert_eq!(e.kind(), FailureKind::ContentPolicy),
+                Parked::Image { .. } => panic!("an image from a refusal"),
+            }
+        }
+        let filtered = json!({"done": true, "response": {"generateVideoResponse": {
+            "raiMediaFilteredCount": 1, "raiMediaFilteredReasons": ["audio filtered"]}}});
+        match read_operation(&filtered) {
+            RemoteStatus::Failed(e) => assert_eq!(e.kind(), FailureKind::ContentPolicy),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn operations_wait_then_name_their_sample() {
+        assert_eq!(read_operation(&json!({"name": "x"})), RemoteStatus::Waiting);
+        let done = json!({"done": true, "response": {"generateVideoResponse": {
+            "generatedSamples": [{"video": {"uri": "https://g/v1beta/files/a:download?alt=media"}}]}}});
+        assert_eq!(
+            read_operation(&done),
+            RemoteStatus::Completed {
+                results: vec!["https://g/v1beta/files/a:download?alt=media".into()]
+            }
+        );
+        let failed =
+            json!({"done": true, "error": {"code": 13, "status": "INTERNAL", "message": "boom"}});
+        assert!(matches!(
+            read_operation(&failed),
+            RemoteStatus::Failed(ApiError::Transient { .. })
+        ));
+    }
+
+    /// Google's clip URI answers a redirect to its storage: the key goes to
+    /// Google's host, never to the host redirected to.
+    #[tokio::test]
+    async fn downloads_follow_redirects_and_keep_the_key_on_googles_host() {
+        use axum::http::HeaderMap;
+        use axum::response::IntoResponse;
+        use std::sync::{Arc, Mutex};
+        let seen: Arc<Mutex<Vec<(&'static str, bool)>>> = Arc::default();
+        let serve = |app: axum::Router| async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+            format!("http://{addr}")
+        };
+        let s2 = seen.clone();
+        let storage = serve(axum::Router::new().route(
+            "/blob",
+            axum::routing::get(move |h: HeaderMap| async move {
+                s2.lock()
+                    .unwrap()
+                    .push(("storage", h.contains_key("x-goog-api-key")));
+                "clip bytes"
+            }),
+        ))
+        .await;
+        let s1 = seen.clone();
+        let target = format!("{storage}/blob");
+        let google = serve(axum::Router::new().route(
+            "/v1beta/files/{f}",
+            axum::routing::get(move |h: HeaderMap| async move {
+                s1.lock()
+                    .unwrap()
+                    .push(("google", h.contains_key("x-goog-api-key")));
+                (
+                    axum::http::StatusCode::FOUND,
+                    [(axum::http::header::LOCATION, target)],
+                )
+                    .into_response()
+            }),
+        ))
+        .await;
+        let c = Client::new(&google, Some("secret".into()), Catalog::default()).unwrap();
+        let mut out = tempfile::tempfile().unwrap();
+        let uri = format!("{google}/v1beta/files/abc:download?alt=media");
+        assert_eq!(c.download_to(&uri, 1 << 20, &mut out).await.unwrap(), 10);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![("google", true), ("storage", false)]
+        );
+    }
+}
