@@ -6,7 +6,7 @@ use crate::cli::{BuildArgs, PicksArgs};
 use crate::error::{Error, Result};
 use crate::flow::Kind;
 use crate::review::access::StoreAccess;
-use crate::review::snapshot::{load, read, Extra};
+use crate::review::snapshot::{load, read_live, Extra};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -24,7 +24,7 @@ pub fn run(a: &PicksArgs) -> Result<i32> {
     let mut note = None;
     if l.compiled.is_some() && l.s.cache_dir.exists() {
         let access = StoreAccess::new(&l.s.cache_dir);
-        match access.with(|store| read(&l, store, &Extra::default())) {
+        match read_live(&access, &l, &Extra::default()) {
             Ok(snap) => {
                 for t in snap.state["tasks"].as_array().into_iter().flatten() {
                     let tab = t["tab"].as_u64().unwrap_or(0) as usize;

@@ -147,7 +147,8 @@ pub fn state_now(app: &App) -> Value {
         }
     };
     let ex = extra(app);
-    match app.access.with(|store| snapshot::read(&l, store, &ex)) {
+    let read = snapshot::read_live(&app.access, &l, &ex);
+    match read {
         Ok(snap) => {
             app.media
                 .write()
@@ -211,13 +212,12 @@ fn pick_now(app: &App, req: &PickReq) -> ApiResult {
     let gate_nodes: Vec<usize> = gates.iter().map(|g| g.index).collect();
     let r = app.access.with(|store| -> ApiResult {
         let plan = make_plan(&l.s, c, store);
-        let inputs = crate::exec::inputs::Inputs::new(store.clone(), &l.s.project.dir);
         // An earlier key's take may be picked too (the user likes it better).
         let rec = plan
             .items
             .iter()
             .find(|i| i.task == t.index)
-            .and_then(|i| snapshot::record_for(store, &inputs, i, t))
+            .and_then(|i| snapshot::record_for(&(store.clone() as snapshot::Shared), i, t))
             .map(|(r, _)| r)
             .ok_or_else(|| {
                 ApiError::new(

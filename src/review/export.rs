@@ -2,7 +2,7 @@
 //! it shows, to share (read-only; opens from disk without a server).
 
 use super::access::StoreAccess;
-use super::snapshot::{load, read, Extra};
+use super::snapshot::{load, read_live, Extra};
 use crate::cli::BuildArgs;
 use crate::error::{Error, Result};
 use crate::output::write_atomic;
@@ -17,7 +17,7 @@ pub fn run(build: &BuildArgs, dir: &Path) -> Result<i32> {
         media_ext: true,
         ..Extra::default()
     };
-    let snap = access.with(|store| read(&l, store, &extra)).map_err(|u| {
+    let snap = read_live(&access, &l, &extra).map_err(|u| {
         Error::env(format!(
             "cannot read the store in {}",
             l.s.cache_dir.display()

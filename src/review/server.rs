@@ -255,9 +255,9 @@ async fn events(
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
 }
 
-/// Every second: did the flow file change, did a build from another
-/// terminal take or give back the store? (Reads a stat and the LOCK file,
-/// never the store.)
+/// Every 0.7 s: did the flow file change, did a build from another
+/// terminal take or give back the store, and while one runs, did it store a
+/// candidate or end a task (asked of its holder, never of the store)?
 pub async fn watch_outside(app: Arc<App>) {
     let stat = |p: &PathBuf| {
         std::fs::metadata(p)
@@ -266,6 +266,7 @@ pub async fn watch_outside(app: Arc<App>) {
     };
     let mut flow = stat(&app.flow_path);
     let mut holder = app.access.other_holder().map(|h| h.pid);
+    let mut progress = None;
     let mut stop = app.shutdown.clone();
     loop {
         tokio::select! {
@@ -279,6 +280,32 @@ pub async fn watch_outside(app: Arc<App>) {
         }
         let h = app.access.other_holder();
         let pid = h.as_ref().map(|h| h.pid);
+        // A build elsewhere: follow it through its holder, and refresh the
+        // page whenever a candidate lands or a task ends.
+        if pid.is_some() && pid == holder {
+            let dir = app.access.dir().to_path_buf();
+            let now = tokio::task::spawn_blocking(move || {
+                let live = crate::holder::client::HolderClient::connect(&dir)
+                    .ok()?
+                    .status()
+                    .ok()??;
+                Some((
+                    live["candidates"]["stored"].clone(),
+                    live["tasks"]["done"].clone(),
+                    live["calls"].clone(),
+                ))
+            })
+            .await
+            .ok()
+            .flatten();
+            if now.is_some() && now != progress {
+                progress = now;
+                app.emit(
+                    "changed",
+                    serde_json::json!({"why": "outside build progress"}),
+                );
+            }
+        }
         if pid != holder {
             holder = pid;
             match h {

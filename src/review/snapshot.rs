@@ -6,12 +6,11 @@
 //! (`plan::plan`, through `commands::plan::make_plan`).
 
 use crate::cli::BuildArgs;
-use crate::commands::plan::make_plan;
 use crate::commands::settings::Settings;
 use crate::compile::{Compiled, InputSource, Task, TaskKind};
 use crate::error::{Error, Result};
-use crate::exec::inputs::Inputs;
 use crate::flow::{Finding, Flow, Kind, Node};
+use crate::holder::StoreRead;
 use crate::output::Layout;
 use crate::plan::{Plan, Status};
 use nbbuild_cache::{Candidate, Store, TaskRecord};
@@ -100,15 +99,13 @@ pub fn prompt_node<'a>(flow: &'a Flow, t: &Task) -> Option<(&'a Node, bool)> {
 /// the newest record of the same task, which the next build replaces.
 /// The flag says whether it is the current key's.
 pub fn record_for(
-    store: &Arc<Store>,
-    inputs: &Inputs,
+    store: &Shared,
     item: &crate::plan::PlanItem,
     t: &Task,
 ) -> Option<(TaskRecord, bool)> {
     if let Some(r) = &item.record {
         return Some((r.clone(), true));
     }
-    let _ = inputs;
     let view = crate::commands::plan::StoreView::new(
         store.clone(),
         store.root().to_path_buf(),
@@ -165,12 +162,14 @@ pub struct Snapshot {
     pub media: BTreeMap<String, Media>,
 }
 
+/// The store as the page reads it: the store itself, or a build's holder.
+pub type Shared = Arc<dyn StoreRead + Send + Sync>;
+
 struct Ctx<'a> {
     s: &'a Settings,
     compiled: &'a std::sync::Arc<Compiled>,
     plan: &'a Plan,
-    store: &'a Arc<Store>,
-    inputs: Inputs,
+    store: &'a Shared,
     extra: &'a Extra,
     media: BTreeMap<String, Media>,
 }
@@ -213,12 +212,39 @@ impl Ctx<'_> {
         if lower.starts_with("data:") {
             return None;
         }
-        self.inputs.file_hash(value).ok()
+        crate::exec::inputs::local_file_hash(self.store.as_ref(), &self.s.project.dir, value).ok()
     }
 }
 
-/// Everything the page shows, read with the store open.
-pub fn read(l: &Loaded, store: &Arc<Store>, extra: &Extra) -> Snapshot {
+/// The snapshot, from the store when it is free, else through the holder of
+/// a build running elsewhere (its endpoint answers reads), so the page and
+/// `nbbuild picks` work during a build.
+pub fn read_live(
+    access: &super::access::StoreAccess,
+    l: &Loaded,
+    extra: &Extra,
+) -> Result<Snapshot, super::access::Unavailable> {
+    let direct = access.with(|store| read(l, &(store.clone() as Shared), Some(store), extra));
+    match direct {
+        Err(u) if u.holder.is_some() => {
+            match crate::holder::client::HolderClient::connect(access.dir()) {
+                Ok(c) => {
+                    let mut snap = read(l, &(Arc::new(c) as Shared), None, extra);
+                    snap.state["store"]["build_running"] = json!(true);
+                    snap.state["store"]["note"] = json!(u.describe());
+                    Ok(snap)
+                }
+                Err(_) => Err(u),
+            }
+        }
+        other => other,
+    }
+}
+
+/// Everything the page shows, read from the store (`local` when this
+/// process holds it, so unknown reference URLs may be fetched) or through
+/// the holder of a build running elsewhere.
+pub fn read(l: &Loaded, store: &Shared, local: Option<&Arc<Store>>, extra: &Extra) -> Snapshot {
     let s = &l.s;
     let mut state = json!({
         "flow": {
@@ -241,13 +267,12 @@ pub fn read(l: &Loaded, store: &Arc<Store>, extra: &Extra) -> Snapshot {
             media: BTreeMap::new(),
         };
     };
-    let plan = make_plan(s, compiled, store);
+    let plan = crate::commands::plan::make_decider(s, compiled, store.clone(), local).plan();
     let mut cx = Ctx {
         s,
         compiled,
         plan: &plan,
         store,
-        inputs: Inputs::new(store.clone(), &s.project.dir),
         extra,
         media: BTreeMap::new(),
     };
@@ -337,7 +362,7 @@ fn task_json(
 ) -> Value {
     let id = task_id(t);
     let n = t.params.candidates;
-    let found = record_for(cx.store, &cx.inputs, item, t);
+    let found = record_for(cx.store, item, t);
     let earlier = found.as_ref().is_some_and(|(_, cur)| !cur);
     let rec = found.as_ref().map(|(r, _)| r);
     let current: Vec<&Candidate> = rec
@@ -464,7 +489,7 @@ fn input_json(cx: &mut Ctx, t: &Task, inp: &crate::compile::TaskInput) -> Value 
                 .items
                 .iter()
                 .find(|i| i.task == *d)
-                .and_then(|i| record_for(cx.store, &cx.inputs, i, dt));
+                .and_then(|i| record_for(cx.store, i, dt));
             let changes =
                 rec.as_ref().is_some_and(|(_, cur)| !cur) || cx.plan.stale().any(|i| i.task == *d);
             let obj = rec
@@ -494,8 +519,10 @@ fn input_json(cx: &mut Ctx, t: &Task, inp: &crate::compile::TaskInput) -> Value 
                 || lower.starts_with("data:"));
             let mut src = None;
             if local {
-                if let Ok(h) = cx.inputs.file_hash(p) {
-                    let path = cx.inputs.resolve(p);
+                if let Ok(h) =
+                    crate::exec::inputs::local_file_hash(cx.store.as_ref(), &cx.s.project.dir, p)
+                {
+                    let path = crate::exec::inputs::resolve(&cx.s.project.dir, p);
                     src = Some(cx.src(
                         &h,
                         Media {

@@ -527,7 +527,7 @@ if (!EXPORTED) {
   es.addEventListener("build", (ev) => {
     try {
       const d = JSON.parse(ev.data);
-      status(d.running ? `a build is running (process ${d.pid}): the page refreshes when it ends` : "the build ended: refreshed", d.running ? "" : "ok");
+      status(d.running ? `a build is running (process ${d.pid}): the page follows it live; actions wait until it ends` : "the build ended: refreshed", d.running ? "" : "ok");
     } catch (_) { /* ignore */ }
   });
   es.addEventListener("done", (ev) => {
