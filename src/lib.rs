@@ -30,6 +30,7 @@ pub mod publish;
 pub mod qa;
 pub mod repair;
 pub mod review;
+pub mod schema;
 pub mod selector;
 pub mod synth;
 

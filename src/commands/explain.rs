@@ -7,7 +7,6 @@ use crate::cli::{BuildArgs, ExplainArgs};
 use crate::error::{Error, Result};
 use crate::key::{diff, Preimage};
 use crate::plan::{PlanItem, Status};
-use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -38,22 +37,32 @@ pub fn run(a: &ExplainArgs) -> Result<i32> {
         let out: Vec<_> = items
             .iter()
             .map(|i| {
-                let stored = i.record.as_ref().and_then(|r| Preimage::from_value(&r.preimage));
+                let stored = i
+                    .record
+                    .as_ref()
+                    .and_then(|r| Preimage::from_value(&r.preimage));
                 let changes = match (&i.previous, &i.preimage) {
                     (Some((_, old)), Some(new)) => diff(old, new),
                     _ => Vec::new(),
                 };
-                json!({
-                    "name": i.name, "key": i.key, "status": verdict(i),
-                    "current": i.preimage, "stored": stored.or(i.previous.as_ref().map(|p| p.1.clone())),
-                    "previous_key": i.previous.as_ref().map(|p| &p.0), "changes": changes,
-                })
+                crate::schema::ExplainedTask {
+                    name: &i.name,
+                    key: i.key.as_deref(),
+                    status: verdict(i),
+                    current: i.preimage.as_ref(),
+                    stored: stored.or(i.previous.as_ref().map(|p| p.1.clone())),
+                    previous_key: i.previous.as_ref().map(|p| p.0.as_str()),
+                    changes,
+                }
             })
             .collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({"tasks": out}))
-                .map_err(|e| Error::internal(e.to_string()))?
+            serde_json::to_string_pretty(&crate::schema::Explained {
+                schema: (),
+                tasks: out
+            })
+            .map_err(|e| Error::internal(e.to_string()))?
         );
         return Ok(0);
     }

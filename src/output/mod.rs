@@ -376,7 +376,12 @@ pub fn write(
         let _ = std::fs::remove_file(&errors_path);
         None
     } else {
-        let doc = json!({"flow": flow.name, "generated": path.file_name().and_then(|n| n.to_str()), "errors": entries});
+        let doc = crate::schema::ErrorsFile {
+            schema: (),
+            flow: &flow.name,
+            generated: path.file_name().and_then(|n| n.to_str()),
+            errors: entries,
+        };
         write_atomic(
             &errors_path,
             (serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)? + "\n").as_bytes(),
@@ -455,7 +460,10 @@ fn fill_gate(props: &mut Map<String, Value>, upstream: Kind, rows: &[RowUrls]) {
     }
 }
 
-fn error_entries(compiled: &Compiled, report: &RunReport) -> Vec<Value> {
+fn error_entries<'a>(
+    compiled: &'a Compiled,
+    report: &'a RunReport,
+) -> Vec<crate::schema::ErrorEntry<'a>> {
     let mut out = Vec::new();
     for t in &compiled.tasks {
         let o = &report.outcomes[t.index];
@@ -463,20 +471,19 @@ fn error_entries(compiled: &Compiled, report: &RunReport) -> Vec<Value> {
             continue;
         }
         let prompt: String = t.prompt.chars().take(200).collect();
-
         for f in &o.failures {
-            out.push(json!({
-                "tab": t.tab_name,
-                "node_id": t.node_id,
-                "title": t.title,
-                "name": t.label(),
-                "row": t.row.map(|r| r + 1),
-                "candidate": f.candidate.map(|c| c + 1),
-                "kind": f.kind,
-                "attempts": f.attempts,
-                "message": f.message,
-                "prompt": prompt,
-            }));
+            out.push(crate::schema::ErrorEntry {
+                tab: &t.tab_name,
+                node_id: t.node_id,
+                title: &t.title,
+                name: t.label(),
+                row: t.row.map(|r| r + 1),
+                candidate: f.candidate.map(|c| c + 1),
+                kind: f.kind,
+                attempts: f.attempts,
+                message: &f.message,
+                prompt: prompt.clone(),
+            });
         }
     }
     out

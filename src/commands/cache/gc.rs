@@ -4,13 +4,12 @@
 use super::{open, print_json};
 use crate::cli::CacheArgs;
 use crate::error::Result;
-use serde_json::json;
 
 pub fn run(keep_history: usize, dry_run: bool, args: &CacheArgs) -> Result<i32> {
     let store = open(args)?;
     let r = store.gc(keep_history, dry_run)?;
     if args.json {
-        print_json(&json!({"gc": r}))?;
+        print_json(&crate::schema::CacheGc { schema: (), gc: &r })?;
     } else {
         let verb = if dry_run { "would free" } else { "freed" };
         println!(

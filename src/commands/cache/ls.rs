@@ -4,7 +4,6 @@ use super::{age, open_read, print_json, status, wanted};
 use crate::cli::CacheArgs;
 use crate::error::Result;
 use crate::holder::Tasks;
-use serde_json::json;
 
 pub fn run(a: &CacheArgs) -> Result<i32> {
     let store = open_read(a)?;
@@ -13,12 +12,22 @@ pub fn run(a: &CacheArgs) -> Result<i32> {
     if a.json {
         let rows: Vec<_> = tasks
             .iter()
-            .map(|(k, r)| {
-                json!({"key": k, "name": r.name, "kind": r.preimage.get("kind"), "status": status(r), "candidates": r.candidates.len(),
-                       "wanted": wanted(r), "in_flight": r.in_flight.len(), "history": r.history.len(), "updated_ms": r.updated})
+            .map(|(k, r)| crate::schema::CacheRow {
+                key: k,
+                name: &r.name,
+                kind: r.preimage.get("kind"),
+                status: status(r),
+                candidates: r.candidates.len(),
+                wanted: wanted(r),
+                in_flight: r.in_flight.len(),
+                history: r.history.len(),
+                updated_ms: r.updated,
             })
             .collect();
-        print_json(&json!({"tasks": rows}))?;
+        print_json(&crate::schema::CacheList {
+            schema: (),
+            tasks: rows,
+        })?;
     } else {
         println!(
             "{:<28} {:<6} {:<24} {:>5}  KEY",

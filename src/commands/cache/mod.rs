@@ -50,7 +50,7 @@ pub(crate) fn open_read(a: &CacheArgs) -> Result<Reader> {
     crate::holder::open_read(&existing_store_dir(a)?)
 }
 
-fn print_json(v: &serde_json::Value) -> Result<()> {
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
     println!(
         "{}",
         serde_json::to_string_pretty(v).map_err(|e| Error::internal(e.to_string()))?

@@ -3,12 +3,14 @@
 use super::{print_json, store_dir};
 use crate::cli::CacheArgs;
 use crate::error::Result;
-use serde_json::json;
 
 pub fn run(a: &CacheArgs) -> Result<i32> {
     let dir = store_dir(a)?;
     if a.json {
-        print_json(&json!({"path": dir.display().to_string()}))?;
+        print_json(&crate::schema::CachePath {
+            schema: (),
+            path: dir.display().to_string(),
+        })?;
     } else {
         println!("{}", dir.display());
     }

@@ -5,7 +5,6 @@ use super::{age, open_read, print_json, status};
 use crate::cli::CacheArgs;
 use crate::error::{Error, Result};
 use crate::holder::Tasks;
-use serde_json::json;
 
 pub fn run(what: &str, args: &CacheArgs) -> Result<i32> {
     let store = open_read(args)?;
@@ -29,9 +28,12 @@ pub fn run(what: &str, args: &CacheArgs) -> Result<i32> {
     if args.json {
         let rows: Vec<_> = found
             .iter()
-            .map(|(k, r)| json!({"key": k, "record": r}))
+            .map(|(k, r)| crate::schema::CacheShown { key: k, record: r })
             .collect();
-        print_json(&json!({"tasks": rows}))?;
+        print_json(&crate::schema::CacheShow {
+            schema: (),
+            tasks: rows,
+        })?;
         return Ok(0);
     }
     for (k, r) in &found {

@@ -3,13 +3,16 @@
 use super::{open_read, print_json};
 use crate::cli::CacheArgs;
 use crate::error::Result;
-use serde_json::json;
 
 pub fn run(a: &CacheArgs) -> Result<i32> {
     let store = open_read(a)?;
     let s = store.stats()?;
     if a.json {
-        print_json(&json!({"path": store.root().display().to_string(), "stats": s}))?;
+        print_json(&crate::schema::CacheStats {
+            schema: (),
+            path: store.root().display().to_string(),
+            stats: &s,
+        })?;
     } else {
         println!("store       {}", store.root().display());
         println!("tasks       {}", s.tasks);

@@ -7,7 +7,6 @@ use crate::error::Result;
 use crate::output::Layout;
 use crate::repair::{Outcome, Repairer};
 use nbbuild_cache::ProblemKind;
-use serde_json::json;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -79,16 +78,29 @@ pub fn run(a: &CacheArgs, repair: bool, out: Option<&Path>) -> Result<i32> {
         .count();
     let ok = remaining == 0;
     if a.json {
-        let problems: Vec<_> = r.problems.iter().map(|p| json!({"kind": p.kind.as_str(), "what": p.what, "detail": p.detail, "harmless": p.kind.is_harmless(), "repaired": fixed(p)})).collect();
-        print_json(&json!({
-            "ok": ok,
-            "objects_checked": r.objects_checked,
-            "bytes_checked": r.bytes_checked,
-            "problems": problems,
-            "repair": repair,
-            "assets": layout.as_ref().map(|l| l.out.join("Assets").display().to_string()),
-            "repairs": repairs,
-        }))?;
+        let problems = r
+            .problems
+            .iter()
+            .map(|p| crate::schema::Problem {
+                kind: p.kind.as_str(),
+                what: &p.what,
+                detail: &p.detail,
+                harmless: p.kind.is_harmless(),
+                repaired: fixed(p),
+            })
+            .collect();
+        print_json(&crate::schema::CacheVerify {
+            schema: (),
+            ok,
+            objects_checked: r.objects_checked,
+            bytes_checked: r.bytes_checked,
+            problems,
+            repair,
+            assets: layout
+                .as_ref()
+                .map(|l| l.out.join("Assets").display().to_string()),
+            repairs: serde_json::to_value(&repairs).unwrap_or_default(),
+        })?;
     } else {
         for p in &r.problems {
             let sev = if p.kind.is_harmless() {

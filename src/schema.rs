@@ -1,0 +1,182 @@
+//! The JSON nbbuild writes for scripts, as types: `errors.json`, `explain
+//! --json` and `cache ... --json` (the build summary and `plan --json` are
+//! built in their commands from the same rule). Every document carries
+//! `schema`, bumped when a field changes meaning or goes away; new fields
+//! may appear within a version. docs/json.md lists them.
+
+use crate::glabs::FailureKind;
+use crate::key::{Change, Preimage};
+use nbbuild_cache::{GcReport, Stats, TaskRecord};
+use serde::Serialize;
+
+/// The version of every document below.
+pub const SCHEMA: u32 = 1;
+
+fn schema() -> u32 {
+    SCHEMA
+}
+
+/// `Generations/errors.json`: one entry per permanent failure.
+#[derive(Debug, Serialize)]
+pub struct ErrorsFile<'a> {
+    #[serde(serialize_with = "version")]
+    pub schema: (),
+    pub flow: &'a str,
+    /// The generated flow this run wrote (its file name).
+    pub generated: Option<&'a str>,
+    pub errors: Vec<ErrorEntry<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorEntry<'a> {
+    pub tab: &'a str,
+    pub node_id: i64,
+    pub title: &'a str,
+    /// The task's name (`scene07`, `b-roll-row2`).
+    pub name: String,
+    /// 1-based dynamic row.
+    pub row: Option<usize>,
+    /// 1-based candidate, or null for the whole task.
+    pub candidate: Option<u32>,
+    pub kind: FailureKind,
+    pub attempts: u32,
+    pub message: &'a str,
+    /// The prompt's first 200 characters.
+    pub prompt: String,
+}
+
+/// `nbbuild explain --json`.
+#[derive(Debug, Serialize)]
+pub struct Explained<'a> {
+    #[serde(serialize_with = "version")]
+    pub schema: (),
+    pub tasks: Vec<ExplainedTask<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ExplainedTask<'a> {
+    pub name: &'a str,
+    pub key: Option<&'a str>,
+    /// `fresh: ...`, `stale: ...`, `blocked: ...`.
+    pub status: String,
+    /// The preimage the key is computed from now.
+    pub current: Option<&'a Preimage>,
+    /// The preimage stored under the key, or under the previous key.
+    pub stored: Option<Preimage>,
+    pub previous_key: Option<&'a str>,
+    /// Field by field, what changed since the previous key.
+    pub changes: Vec<Change>,
+}
+
+/// `nbbuild cache path --json`.
+#[derive(Debug, Serialize)]
+pub struct CachePath {
+    #[serde(serialize_with = "version")]
+    pub schema: (),
+    pub path: String,
+}
+
+/// `nbbuild cache ls --json`.
+#[derive(Debug, Serialize)]
+pub struct CacheList<'a> {
+    #[serde(serialize_with = "version")]
+    pub schema: (),
+    pub tasks: Vec<CacheRow<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CacheRow<'a> {
+    pub key: &'a str,
+    pub name: &'a str,
+    pub kind: Option<&'a serde_json::Value>,
+    /// `complete`, `partial 2/4`, `complete, 1 flagged`, `3/4, 1 in flight`.
+    pub status: String,
+    pub candidates: usize,
+    pub wanted: u64,
+    pub in_flight: usize,
+    pub history: usize,
+    pub updated_ms: u64,
+}
+
+/// `nbbuild cache show --json`.
+#[derive(Debug, Serialize)]
+pub struct CacheShow<'a> {
+    #[serde(serialize_with = "version")]
+    pub schema: (),
+    pub tasks: Vec<CacheShown<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CacheShown<'a> {
+    pub key: &'a str,
+    pub record: &'a TaskRecord,
+}
+
+/// `nbbuild cache stats --json`.
+#[derive(Debug, Serialize)]
+pub struct CacheStats<'a> {
+    #[serde(serialize_with = "version")]
+    pub schema: (),
+    pub path: String,
+    pub stats: &'a Stats,
+}
+
+/// `nbbuild cache gc --json`.
+#[derive(Debug, Serialize)]
+pub struct CacheGc<'a> {
+    #[serde(serialize_with = "version")]
+    pub schema: (),
+    pub gc: &'a GcReport,
+}
+
+/// `nbbuild cache verify --json`.
+#[derive(Debug, Serialize)]
+pub struct CacheVerify<'a> {
+    #[serde(serialize_with = "version")]
+    pub schema: (),
+    pub ok: bool,
+    pub objects_checked: u64,
+    pub bytes_checked: u64,
+    pub problems: Vec<Problem<'a>>,
+    pub repair: bool,
+    /// The assets folder repairs were taken from, if any.
+    pub assets: Option<String>,
+    pub repairs: serde_json::Value,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Problem<'a> {
+    pub kind: &'a str,
+    pub what: &'a str,
+    pub detail: &'a str,
+    pub harmless: bool,
+    pub repaired: bool,
+}
+
+/// Writes [`SCHEMA`] for the unit `schema` field every document has.
+fn version<S: serde::Serializer>(_: &(), s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u32(schema())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_document_says_its_schema_first() {
+        let v = serde_json::to_value(CachePath {
+            schema: (),
+            path: "/p/.nbbuild".into(),
+        })
+        .unwrap();
+        assert_eq!(v["schema"], SCHEMA);
+        let text = serde_json::to_string(&ErrorsFile {
+            schema: (),
+            flow: "F",
+            generated: None,
+            errors: vec![],
+        })
+        .unwrap();
+        assert!(text.starts_with(r#"{"schema":1,"#), "{text}");
+    }
+}
