@@ -8,8 +8,12 @@ use serde_json::json;
 
 pub fn run(args: &GraphArgs) -> Result<i32> {
     let project = Project::load(args.flow.as_deref())?;
-    let compiled =
-        project.compile_or_fail(crate::DEFAULT_CANDIDATES, args.ref_image.as_deref(), true)?;
+    let compiled = super::findings::compile_or_fail(
+        &project,
+        crate::DEFAULT_CANDIDATES,
+        args.ref_image.as_deref(),
+        true,
+    )?;
     let text = match args.format {
         GraphFormat::Dot => dot(&compiled),
         GraphFormat::Mermaid => mermaid(&compiled),

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod cache;
 pub mod explain;
+pub mod findings;
 pub mod graph;
 pub mod picks;
 pub mod plan;

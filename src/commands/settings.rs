@@ -250,8 +250,12 @@ impl Settings {
     }
 
     pub fn compile(&self) -> Result<Compiled> {
-        self.project
-            .compile_or_fail(self.candidates, self.ref_image.as_deref(), self.quiet)
+        super::findings::compile_or_fail(
+            &self.project,
+            self.candidates,
+            self.ref_image.as_deref(),
+            self.quiet,
+        )
     }
 
     /// Resolve `--only` against the compiled tasks.
