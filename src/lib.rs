@@ -26,7 +26,6 @@ pub mod plan;
 pub mod progress;
 pub mod project;
 pub mod prompt;
-pub mod publish;
 pub mod qa;
 pub mod repair;
 pub mod review;

@@ -177,7 +177,7 @@ pub fn run_with(args: &BuildArgs, hooks: &Hooks) -> Result<i32> {
         set_phase("publishing");
         let published = match &mirror {
             Some(m) => Some(
-                crate::publish::publish(
+                crate::mirror::publish::publish(
                     &store,
                     m.as_ref(),
                     &repairer,
@@ -511,7 +511,7 @@ fn print_summary(
     w: &crate::output::Written,
     layout: &Layout,
     total: usize,
-    published: Option<&crate::publish::Published>,
+    published: Option<&crate::mirror::publish::Published>,
 ) {
     let count = |st: TaskState| r.outcomes.iter().filter(|o| o.state == st).count();
     eprintln!(

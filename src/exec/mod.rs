@@ -55,13 +55,7 @@ pub struct ExecOptions {
     pub repair: Option<Arc<crate::repair::Repairer>>,
 }
 
-/// The mirror and the key layout, for uploads as candidates land.
-#[derive(Clone)]
-pub struct EagerMirror {
-    pub mirror: Arc<dyn crate::mirror::Mirror>,
-    pub wf: String,
-    pub ver: String,
-}
+pub use crate::mirror::publish::EagerMirror;
 
 /// Shared by every task of a run.
 pub struct Ctx {
@@ -134,36 +128,19 @@ impl Ctx {
     /// Upload a stored candidate in the background; the publish step after
     /// the run catches (and reports) anything that did not make it.
     pub fn publish_soon(&self, label: &str, kind: TaskKind, key: &str, slot: u32, object: &str) {
-        let Some(m) = self.mirror.clone() else { return };
-        let store = self.store.clone();
-        let (ext, mime) = if kind == TaskKind::Image {
-            ("png", "image/png")
-        } else {
-            ("mp4", "video/mp4")
-        };
-        let object_key = crate::mirror::candidate_key(&m.wf, &m.ver, label, slot, object, ext);
-        let (key, object) = (key.to_string(), object.to_string());
-        let uploaded = self.uploaded.clone();
-        let handle = tokio::spawn(async move {
-            let id = m.mirror.id();
-            if matches!(store.upload(&object, &id), Ok(Some(_))) {
-                return;
-            }
-            if let Ok(url) = m
-                .mirror
-                .publish_checked(
-                    &store.object_path(&object),
-                    &object_key,
-                    mime,
-                    Some(&object),
-                )
-                .await
-            {
-                let _ = store.put_upload(&object, &id, &url);
-                let _ = store.update_candidate(&key, slot, |c| c.url = Some(url));
-                uploaded.fetch_add(1, Ordering::SeqCst);
-            }
-        });
+        let Some(m) = &self.mirror else { return };
+        let handle = crate::mirror::publish::eager(
+            m,
+            &self.store,
+            &self.uploaded,
+            crate::mirror::publish::Landed {
+                label,
+                kind,
+                key,
+                slot,
+                object,
+            },
+        );
         self.uploads
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -14,6 +14,7 @@
 //! `Debug` output.
 
 pub mod dir;
+pub mod publish;
 pub mod r2;
 
 use std::fmt;

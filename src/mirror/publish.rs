@@ -221,3 +221,69 @@ pub async fn publish(
     }
     out
 }
+
+/// The mirror and the key layout, for uploads as candidates land.
+#[derive(Clone)]
+pub struct EagerMirror {
+    pub mirror: Arc<dyn crate::mirror::Mirror>,
+    pub wf: String,
+    pub ver: String,
+}
+
+/// A candidate just stored, to publish at once.
+pub struct Landed<'a> {
+    pub label: &'a str,
+    pub kind: TaskKind,
+    pub key: &'a str,
+    pub slot: u32,
+    pub object: &'a str,
+}
+
+/// Upload a candidate in the background as soon as it is stored (and past
+/// QA), so the bucket fills while the build runs; never delays it. Store
+/// calls run on blocking threads. The publish step after the build takes
+/// whatever this did not.
+pub fn eager(
+    m: &EagerMirror,
+    store: &Arc<Store>,
+    uploaded: &Arc<std::sync::atomic::AtomicU64>,
+    c: Landed<'_>,
+) -> tokio::task::JoinHandle<()> {
+    let (ext, mime) = if c.kind == TaskKind::Image {
+        ("png", "image/png")
+    } else {
+        ("mp4", "video/mp4")
+    };
+    let object_key = super::candidate_key(&m.wf, &m.ver, c.label, c.slot, c.object, ext);
+    let (m, store, uploaded) = (m.clone(), store.clone(), uploaded.clone());
+    let (key, slot, object) = (c.key.to_string(), c.slot, c.object.to_string());
+    tokio::spawn(async move {
+        let id = m.mirror.id();
+        let (st, obj, mid) = (store.clone(), object.clone(), id.clone());
+        let known = tokio::task::spawn_blocking(move || st.upload(&obj, &mid))
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .flatten();
+        if known.is_some() {
+            return;
+        }
+        if let Ok(url) = m
+            .mirror
+            .publish_checked(
+                &store.object_path(&object),
+                &object_key,
+                mime,
+                Some(&object),
+            )
+            .await
+        {
+            let _ = tokio::task::spawn_blocking(move || {
+                let _ = store.put_upload(&object, &id, &url);
+                let _ = store.update_candidate(&key, slot, |c| c.url = Some(url));
+            })
+            .await;
+            uploaded.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    })
+}
