@@ -25,6 +25,7 @@ pub mod project;
 pub mod prompt;
 pub mod publish;
 pub mod qa;
+pub mod remote;
 pub mod repair;
 pub mod review;
 pub mod select;
