@@ -76,6 +76,7 @@ async fn run_ordered(
         qa_attempts: 0,
         mirror: None,
         repair: None,
+        remote: None,
     };
     let view = nbbuild::commands::plan::StoreView {
         store: store.clone(),

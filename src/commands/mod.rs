@@ -6,6 +6,7 @@ pub mod explain;
 pub mod graph;
 pub mod picks;
 pub mod plan;
+pub mod remote;
 pub mod review;
 pub mod settings;
 pub mod sim;

@@ -18,6 +18,7 @@ mod mirror_build;
 mod qa;
 mod qa_loop;
 mod reattach;
+mod remote;
 mod resume;
 mod review;
 mod roundtrip;
