@@ -540,3 +540,52 @@ fn conditional_writes_are_atomic_on_the_test_server() {
         assert_eq!(c.get("race/key").await.unwrap().unwrap().0, b"y");
     });
 }
+
+#[test]
+fn a_remote_that_never_answers_costs_a_build_seconds_not_a_hang() {
+    // Accepts connections and never says a word.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h = held.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            h.lock().unwrap().push(s);
+        }
+    });
+    let bucket = tempfile::tempdir().unwrap();
+    let s3 = start_s3(bucket.path());
+    let sim = Sim::start(fast_sim());
+    let k = keygen();
+    let t = machine(&s3, Some(&k), &[])
+        .env("R2_ENDPOINT", &endpoint)
+        .env("NBBUILD_REMOTE_TIMEOUT_MS", "300");
+    let n = planned_calls(&t);
+    let mut child = spawn(&t, &sim, ARGS);
+    // Generous: a hang is what this catches, not a slow machine.
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("the build hung on a silent remote");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let r = finish(child);
+    r.assert_code(0);
+    assert_eq!(calls(&r), n);
+    assert_eq!(
+        r.stderr
+            .lines()
+            .filter(|l| l.starts_with("warning: the team cache"))
+            .count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.json()["remote"]["reachable"], false);
+    assert!(
+        !held.lock().unwrap().is_empty(),
+        "the build never asked the remote"
+    );
+}
