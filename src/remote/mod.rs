@@ -14,6 +14,7 @@
 //! claims.rs   create, renew, take over and release a task's claim
 //! pull.rs     verified records into the local store (plan time and before paying)
 //! push.rs     objects, then the record, in the background; then the claim goes
+//! view.rs     `nbbuild plan`'s look at the team cache, without writing the store
 //! ```
 //!
 //! The plan stays pure: remote hits are pulled into the local store before
@@ -30,6 +31,7 @@ pub mod pull;
 pub mod push;
 pub mod record;
 pub mod sign;
+pub mod view;
 
 use breaker::{Breaker, Warn};
 use cas::RemoteCas;

@@ -188,6 +188,24 @@ fn a_teammates_identical_build_pays_nothing_and_gets_the_same_bytes() {
     assert_eq!(bucket_keys(&s3, "team/v1/cas").len(), 7);
     assert!(bucket_keys(&s3, "team/v1/claims").is_empty());
 
+    // B's plan already says so (looked up, not pulled).
+    let pb = b.run(&["plan", "--json", "--candidates", "1"]);
+    pb.assert_code(0);
+    let pv = pb.json();
+    assert_eq!(pv["summary"]["fresh"], 7, "{}", pb.stdout);
+    assert_eq!(pv["calls"]["image"], 0);
+    assert!(pv["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["team_cache"] == true));
+    let text = b.run(&["plan", "--candidates", "1"]);
+    assert!(
+        text.stdout.contains("fresh    image scene01 (team cache)"),
+        "{}",
+        text.stdout
+    );
+
     let before = sim.submits();
     let rb = b.build(&sim, ARGS);
     rb.assert_code(0);
