@@ -48,8 +48,15 @@ pub enum Condition<'a> {
     Matches(&'a str),
 }
 
+/// Requests in flight at once: enough to fill a link with small objects,
+/// few enough that a burst (a thousand tasks landing at once) queues here,
+/// where waiting costs nothing, rather than at the server, where it would
+/// run into the timeouts.
+pub const IN_FLIGHT: usize = 32;
+
 pub struct Client {
     s3: aws_sdk_s3::Client,
+    permits: tokio::sync::Semaphore,
     bucket: String,
     host: String,
     pub breaker: Arc<Breaker>,
@@ -89,6 +96,7 @@ impl Client {
         redact.sort_by_key(|s| std::cmp::Reverse(s.len()));
         Client {
             s3: aws_sdk_s3::Client::from_conf(b.build()),
+            permits: tokio::sync::Semaphore::new(IN_FLIGHT),
             bucket: cfg.url.bucket.clone(),
             host: crate::mirror::r2::authority(&cfg.endpoint).to_string(),
             breaker,
@@ -100,6 +108,18 @@ impl Client {
         self.redact
             .iter()
             .fold(s, |s, secret| s.replace(secret.as_str(), "***"))
+    }
+
+    /// A place among the requests in flight; the breaker is asked again
+    /// once one is free (it may have opened while this one queued).
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Fault> {
+        let p = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Fault::Down("the team cache client is closed".into()))?;
+        self.gate()?;
+        Ok(p)
     }
 
     fn gate(&self) -> Result<(), Fault> {
@@ -151,6 +171,7 @@ impl Client {
     /// The object's bytes and ETag; Ok(None) when it is not there.
     pub async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, Fault> {
         self.gate()?;
+        let _permit = self.permit().await?;
         match self
             .s3
             .get_object()
@@ -182,6 +203,7 @@ impl Client {
 
     pub async fn has(&self, key: &str) -> Result<bool, Fault> {
         self.gate()?;
+        let _permit = self.permit().await?;
         match self
             .s3
             .head_object()
@@ -210,6 +232,7 @@ impl Client {
         cond: Condition<'_>,
     ) -> Result<String, Fault> {
         self.gate()?;
+        let _permit = self.permit().await?;
         let req = self
             .s3
             .put_object()
@@ -232,6 +255,7 @@ impl Client {
 
     pub async fn delete(&self, key: &str) -> Result<(), Fault> {
         self.gate()?;
+        let _permit = self.permit().await?;
         match self
             .s3
             .delete_object()
@@ -254,6 +278,7 @@ impl Client {
     /// Every key under `prefix`, sorted; at most `limit`.
     pub async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<String>, Fault> {
         self.gate()?;
+        let _permit = self.permit().await?;
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {

@@ -82,7 +82,14 @@ pub struct Remote {
     /// Keys pulled this run.
     pulled: Mutex<BTreeSet<String>>,
     pushes: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Background uploads at once, so that a burst of finished tasks leaves
+    /// room among the client's requests for the lookups and claims that
+    /// stand before paid calls.
+    push_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Tasks uploading at once (see `Remote::push_slots`).
+pub const PUSHES: usize = 8;
 
 impl Remote {
     /// The handle (no network call). `warn` gets the one warning of a
@@ -112,6 +119,7 @@ impl Remote {
             ignored: Mutex::new(BTreeSet::new()),
             pulled: Mutex::new(BTreeSet::new()),
             pushes: Mutex::new(Vec::new()),
+            push_slots: Arc::new(tokio::sync::Semaphore::new(PUSHES)),
             cfg,
         });
         if let Some(why) = why {

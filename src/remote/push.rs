@@ -32,6 +32,7 @@ impl Remote {
         let (me, store, key) = (self.clone(), store.clone(), key.to_string());
         let handle = tokio::spawn(async move {
             if me.mode() == Mode::ReadWrite {
+                let _slot = me.push_slots.clone().acquire_owned().await;
                 me.push(&store, &key, n).await;
             }
             if let Some(c) = claim {
