@@ -88,6 +88,7 @@ async fn run_with(
         qa_attempts: 0,
         mirror: None,
         repair: None,
+        remote: None,
     };
     let view = nbbuild::commands::plan::StoreView::new(
         store.clone(),

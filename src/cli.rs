@@ -59,6 +59,9 @@ pub enum Command {
     Review(ReviewArgs),
     /// Print every approve gate's pick, keyed by tab and node id
     Picks(PicksArgs),
+    /// The team cache: make a signing key, or see what the remote holds
+    #[command(subcommand)]
+    Remote(RemoteCommand),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -179,6 +182,13 @@ pub struct BuildArgs {
     /// No progress bars, even on a terminal
     #[arg(long)]
     pub no_progress: bool,
+    /// The team cache: s3://BUCKET[/PREFIX] on R2 or any S3 API with
+    /// conditional writes (docs/remote.md); `none` turns it off
+    #[arg(long, value_name = "URL", env = "NBBUILD_REMOTE")]
+    pub remote: Option<String>,
+    /// read-write (the default with a signing key and credentials) or read-only
+    #[arg(long, value_name = "MODE", env = "NBBUILD_REMOTE_MODE")]
+    pub remote_mode: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -228,6 +238,20 @@ pub struct ExplainArgs {
     pub candidates: Option<u32>,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum RemoteCommand {
+    /// Make a writer's Ed25519 key pair: keep `secret` in
+    /// NBBUILD_REMOTE_SIGNING_KEY, give `public` to the team's trust list
+    Keygen {
+        /// Print {"secret": ..., "public": ...}
+        #[arg(long)]
+        json: bool,
+    },
+    /// Whether the team cache is reachable, this machine's mode, and what
+    /// it holds for this flow's tasks
+    Status(Box<BuildArgs>),
 }
 
 #[derive(Subcommand, Debug, Clone)]

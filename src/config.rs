@@ -22,6 +22,7 @@ pub struct FileConfig {
     pub budget: Option<f64>,
     pub mirror: Option<MirrorSection>,
     pub qa: Option<QaSection>,
+    pub remote: Option<crate::remote::config::RemoteSection>,
     /// G-Labs credits per call, by model name.
     #[serde(default)]
     pub prices: BTreeMap<String, f64>,

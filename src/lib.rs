@@ -27,6 +27,7 @@ pub mod progress;
 pub mod project;
 pub mod prompt;
 pub mod qa;
+pub mod remote;
 pub mod repair;
 pub mod review;
 pub mod schema;
@@ -53,6 +54,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Some(Command::Spend(a)) => commands::spend::run(&a),
         Some(Command::Review(a)) => commands::review::run(&a),
         Some(Command::Picks(a)) => commands::picks::run(&a),
+        Some(Command::Remote(c)) => commands::remote::run(&c),
         Some(Command::Completions { shell }) => {
             use clap::CommandFactory;
             clap_complete::generate(

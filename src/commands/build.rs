@@ -95,8 +95,39 @@ pub fn run_with(args: &BuildArgs, hooks: &Hooks) -> Result<i32> {
         live: live.clone(),
     });
 
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::internal(format!("cannot start the runtime: {e}")))?;
+    // The team cache, when configured: its hits are pulled into the store
+    // before the plan is made, so the plan stays a pure look at the store.
+    let remote = match s.remote()? {
+        Some(cfg) => {
+            let _rt = runtime.enter();
+            let (w, i) = (report.clone(), report.clone());
+            Some(crate::remote::Remote::new(
+                cfg,
+                Arc::new(move |m| w.event(Event::Warn(m))),
+                Arc::new(move |m| i.event(Event::Info(m))),
+            ))
+        }
+        None => None,
+    };
+
     // The plan comes first: what will run, why, and what it will cost.
     let decider = make_decider(&s, &compiled, store.clone(), Some(&store));
+    if let Some(r) = &remote {
+        let pulled = runtime.block_on(r.pull_for_plan(&store, &decider));
+        if !pulled.is_empty() && !s.quiet {
+            report.event(Event::Info(format!(
+                "team cache: {} task(s) pulled from {}: fresh (team cache)",
+                pulled.len(),
+                r.cfg.url
+            )));
+        }
+        phase("pull from the team cache");
+    }
     let plan = decider.plan();
     live.lock().unwrap_or_else(|e| e.into_inner()).quote(&plan);
     phase("plan");
@@ -142,11 +173,6 @@ pub fn run_with(args: &BuildArgs, hooks: &Hooks) -> Result<i32> {
     // Every stored object handed on is verified; a rotten one is repaired
     // from a good copy before anything is paid (repair.rs).
     let repairer = Arc::new(Repairer::new(store.clone(), Some(layout.clone())));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::internal(format!("cannot start the runtime: {e}")))?;
     let (run_report, published) = runtime.block_on(async {
         // The mirror is checked before anything is spent.
         let mirror = open_mirror(&s).await?;
@@ -159,7 +185,7 @@ pub fn run_with(args: &BuildArgs, hooks: &Hooks) -> Result<i32> {
             && qa_settled(&s, &compiled, &plan);
         set_phase("generating");
         let mut run_report = if settled {
-            settled_report(&compiled, &plan)
+            settled_report(&compiled, &plan, remote.as_deref())
         } else {
             execute(
                 &s,
@@ -170,9 +196,15 @@ pub fn run_with(args: &BuildArgs, hooks: &Hooks) -> Result<i32> {
                 mirror.clone(),
                 &layout,
                 repairer.clone(),
+                remote.clone(),
             )
             .await?
         };
+        // What the team cache still has to receive (bounded by its short
+        // timeouts and its breaker).
+        if let Some(r) = &remote {
+            r.finish().await;
+        }
         report.finish();
         set_phase("publishing");
         let published = match &mirror {
@@ -282,6 +314,7 @@ pub fn run_with(args: &BuildArgs, hooks: &Hooks) -> Result<i32> {
         "credits": super::plan::credits_of(s.prices.unit, run_report.credits),
         "usd": super::plan::usd_of(s.prices.unit, run_report.credits),
         "repairs": repairs,
+        "remote": remote.as_ref().map(|r| r.summary()),
         "duration_ms": started.elapsed().as_millis() as u64,
     });
     live.lock()
@@ -348,6 +381,7 @@ async fn execute(
     mirror: Option<Arc<dyn crate::mirror::Mirror>>,
     layout: &Layout,
     repair: Arc<Repairer>,
+    remote: Option<Arc<crate::remote::Remote>>,
 ) -> Result<RunReport> {
     let calls = plan.image_calls + plan.video_calls;
 
@@ -426,6 +460,7 @@ async fn execute(
             ver: layout.ver.clone(),
         }),
         repair: Some(repair),
+        remote,
     };
     let exec = Executor::new(
         store.clone(),
@@ -475,7 +510,11 @@ fn blocked_references(
 }
 
 /// The run's outcome when nothing is stale: every task as the store holds it.
-fn settled_report(compiled: &crate::compile::Compiled, plan: &crate::plan::Plan) -> RunReport {
+fn settled_report(
+    compiled: &crate::compile::Compiled,
+    plan: &crate::plan::Plan,
+    remote: Option<&crate::remote::Remote>,
+) -> RunReport {
     let mut outcomes: Vec<TaskOutcome> = (0..compiled.tasks.len())
         .map(|_| TaskOutcome::new(TaskState::NotRun))
         .collect();
@@ -490,6 +529,11 @@ fn settled_report(compiled: &crate::compile::Compiled, plan: &crate::plan::Plan)
                 TaskState::NotRun
             };
             o.candidates = rec.candidates.into_iter().filter(|c| c.slot < n).collect();
+        }
+        if let (Some(r), Some(k)) = (remote, &item.key) {
+            if r.was_pulled(k) {
+                o.note = crate::exec::TEAM_CACHE.into();
+            }
         }
     }
     RunReport {

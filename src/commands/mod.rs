@@ -7,6 +7,7 @@ pub mod findings;
 pub mod graph;
 pub mod picks;
 pub mod plan;
+pub mod remote;
 pub mod review;
 pub mod settings;
 pub mod sim;

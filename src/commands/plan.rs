@@ -10,7 +10,7 @@ use crate::holder::{Reader, StoreRead, Tasks};
 use crate::plan::{Decider, Plan, PlanOptions, PlanView, Status};
 use nbbuild_cache::{Store, TaskRecord};
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -207,17 +207,54 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
     let s = Settings::resolve(args)?;
     let compiled = Arc::new(s.compile()?);
     let s = s.with_only(&compiled)?;
-    let p = decider_for(&s, &compiled, s.open_reader()?).plan();
+    let decider = decider_for(&s, &compiled, s.open_reader()?);
+    let (p, team) = match s.remote()? {
+        None => (decider.plan(), BTreeSet::new()),
+        Some(cfg) => with_team_cache(cfg, &decider)?,
+    };
     if args.json {
+        let mut v = plan_json(&s, &compiled, &p);
+        if let Some(tasks) = v["tasks"].as_array_mut() {
+            for t in tasks {
+                let from_team = t["key"].as_str().is_some_and(|k| team.contains(k));
+                t["team_cache"] = from_team.into();
+            }
+        }
         println!(
             "{}",
-            serde_json::to_string_pretty(&plan_json(&s, &compiled, &p))
-                .map_err(|e| Error::internal(e.to_string()))?
+            serde_json::to_string_pretty(&v).map_err(|e| Error::internal(e.to_string()))?
         );
     } else {
-        print_plan(&compiled, &p, true, &mut std::io::stdout());
+        print_plan_marked(&compiled, &p, true, &mut std::io::stdout(), &team);
     }
     Ok(0)
+}
+
+/// The plan with the team cache's believed records laid over the store
+/// (looked up, not pulled: `plan` never writes the store), and the keys
+/// they cover.
+fn with_team_cache(
+    cfg: crate::remote::RemoteConfig,
+    decider: &Arc<Decider>,
+) -> Result<(Plan, BTreeSet<String>)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::internal(format!("cannot start the runtime: {e}")))?;
+    let view = Arc::new(crate::remote::view::RemoteView::new(decider.view.clone()));
+    let over = Arc::new(Decider::new(
+        decider.compiled.clone(),
+        view.clone(),
+        decider.opts.clone(),
+    ));
+    runtime.block_on(async {
+        let say: crate::remote::breaker::Warn = Arc::new(|m| eprintln!("warning: {m}"));
+        let note: crate::remote::breaker::Warn = Arc::new(|m| eprintln!("{m}"));
+        let remote = crate::remote::Remote::new(cfg, say, note);
+        view.fill(&remote, &over).await;
+    });
+    Ok((over.plan(), view.from_team()))
 }
 
 pub fn plan_json(s: &Settings, compiled: &Compiled, p: &Plan) -> serde_json::Value {
@@ -277,6 +314,18 @@ pub fn usd_of(unit: crate::models::Unit, amount: f64) -> f64 {
 
 /// The plan as people read it; `all` lists fresh tasks too.
 pub fn print_plan(compiled: &Compiled, p: &Plan, all: bool, out: &mut dyn std::io::Write) {
+    print_plan_marked(compiled, p, all, out, &BTreeSet::new())
+}
+
+/// [`print_plan`], with the fresh tasks whose record is in the team cache
+/// (`team`, by key) marked so.
+pub fn print_plan_marked(
+    compiled: &Compiled,
+    p: &Plan,
+    all: bool,
+    out: &mut dyn std::io::Write,
+    team: &BTreeSet<String>,
+) {
     for i in &p.items {
         let t = &compiled.tasks[i.task];
         let kind = if t.kind == TaskKind::Image {
@@ -286,6 +335,9 @@ pub fn print_plan(compiled: &Compiled, p: &Plan, all: bool, out: &mut dyn std::i
         };
         let line = match &i.status {
             Status::Fresh if !all => continue,
+            Status::Fresh if i.key.as_ref().is_some_and(|k| team.contains(k)) => {
+                format!("  fresh    {kind} {} (team cache)", i.name)
+            }
             Status::Fresh => format!("  fresh    {kind} {}", i.name),
             Status::Stale(r) => format!(
                 "  stale    {kind} {}: {} ({} call{})",

@@ -96,6 +96,9 @@ pub struct Settings {
     pub fail_fast: bool,
     /// Backpressure without progress gives up after this long.
     pub max_wait: std::time::Duration,
+    /// The team cache (`--remote`), when one is configured; Err: its
+    /// settings are wrong (only the commands that use it refuse to run).
+    pub remote: std::result::Result<Option<crate::remote::RemoteConfig>, String>,
 }
 
 impl Settings {
@@ -208,6 +211,19 @@ impl Settings {
                 Provider::Glabs => env("GLABS_API_KEY"),
                 Provider::Google => env("GEMINI_API_KEY"),
             });
+        let remote = crate::remote::RemoteConfig::resolve(
+            a.remote.as_deref(),
+            a.remote_mode.as_deref(),
+            &file.remote.clone().unwrap_or_default(),
+            &r2,
+            &|k| std::env::var(k).ok(),
+        )
+        .map(|c| {
+            c.map(|mut c| {
+                c.verbose = a.verbose > 0;
+                c
+            })
+        });
         let out = a
             .out
             .clone()
@@ -245,6 +261,7 @@ impl Settings {
             offline: a.offline,
             fail_fast: a.fail_fast,
             max_wait: std::time::Duration::from_secs(a.max_wait.unwrap_or(600)),
+            remote,
             project,
         })
     }
@@ -312,6 +329,14 @@ impl Settings {
             .cause(e.to_string())
         })?;
         Ok(store)
+    }
+
+    /// The team cache's settings, for the commands that use it.
+    pub fn remote(&self) -> Result<Option<crate::remote::RemoteConfig>> {
+        self.remote.clone().map_err(|e| {
+            Error::usage(format!("--remote: {e}"))
+                .hint("see docs/remote.md: --remote s3://BUCKET[/PREFIX] with R2_ENDPOINT (or R2_ACCOUNT_ID) and R2_ACCESS_KEY_ID / R2_SECRET_ACCESS_KEY")
+        })
     }
 
     /// The store, for reading: itself, or through the build holding it.

@@ -53,6 +53,8 @@ pub struct ExecOptions {
     pub mirror: Option<EagerMirror>,
     /// Puts back stored inputs whose verified read fails (see `repair.rs`).
     pub repair: Option<Arc<crate::repair::Repairer>>,
+    /// The team cache: asked (and claimed) before paying, written after.
+    pub remote: Option<Arc<crate::remote::Remote>>,
 }
 
 pub use crate::mirror::publish::EagerMirror;
@@ -84,6 +86,7 @@ pub struct Ctx {
     pub qa_calls: AtomicU64,
     pub reviewer: Option<Arc<dyn Reviewer>>,
     pub qa_attempts: u32,
+    pub remote: Option<Arc<crate::remote::Remote>>,
     mirror: Option<EagerMirror>,
     uploads: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     uploaded: Arc<AtomicU64>,
@@ -263,6 +266,7 @@ impl Executor {
             qa_calls: AtomicU64::new(0),
             reviewer: opts.reviewer.clone(),
             qa_attempts: opts.qa_attempts,
+            remote: opts.remote.clone(),
             mirror: opts.mirror.clone(),
             uploads: Mutex::new(Vec::new()),
             uploaded: Arc::new(AtomicU64::new(0)),
@@ -527,6 +531,11 @@ async fn run_task(
                 item.key.clone().unwrap_or_default(),
                 current(item.record.as_ref()),
             );
+            if let (Some(r), Some(k)) = (&ctx.remote, &item.key) {
+                if r.was_pulled(k) {
+                    o.note = TEAM_CACHE.into();
+                }
+            }
             // An input of an --only task kept as stored although incomplete.
             if item.record.as_ref().is_some_and(|r| judge(r, n).is_some()) {
                 o.state = TaskState::NotRun;
@@ -536,6 +545,7 @@ async fn run_task(
         }
         Status::Stale(reason) => reason.clone(),
     };
+    let mut reason = reason;
     let (Some(key), Some(preimage)) = (item.key.clone(), item.preimage.clone()) else {
         return failed(
             None,
@@ -553,7 +563,7 @@ async fn run_task(
     }
     let store = ctx.store.clone();
     let (k, l, v) = (key.clone(), label.clone(), preimage.to_value());
-    let rec = match tokio::task::spawn_blocking(move || store.ensure_task(&k, &l, &v)).await {
+    let mut rec = match tokio::task::spawn_blocking(move || store.ensure_task(&k, &l, &v)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             ctx.halt(&format!("the store failed: {e}"));
@@ -579,6 +589,39 @@ async fn run_task(
         match r {
             Ok(r) => refs.push(r),
             Err(m) => return failed(Some(key), FailureKind::ReferenceUnavailable, m),
+        }
+    }
+    // The team cache, just before the first paid call: pulled if its
+    // record landed since the plan, else claimed (or waited for while
+    // another machine holds a live claim on it).
+    let mut claim = None;
+    if let (Some(remote), false) = (&ctx.remote, matches!(reason, Reason::Forced)) {
+        let want = crate::remote::pull::Want {
+            key: key.clone(),
+            label: format!("{} {}", task.kind.as_str(), label),
+            preimage: preimage.to_value(),
+            candidates: n,
+        };
+        match remote
+            .before_paying(&ctx.store, &want, &|| ctx.stopping())
+            .await
+        {
+            crate::remote::pull::Gate::Build(c) => claim = c,
+            crate::remote::pull::Gate::Pulled => {
+                let again = decide(decider, i, &picks).await;
+                match (&again.status, again.record.clone()) {
+                    (Status::Fresh, _) => {
+                        let mut o = fresh_outcome(key, current(again.record.as_ref()));
+                        o.note = TEAM_CACHE.into();
+                        return o;
+                    }
+                    (Status::Stale(r), Some(newer)) => {
+                        reason = r.clone();
+                        rec = newer;
+                    }
+                    _ => {}
+                }
+            }
         }
     }
     let request = Arc::new(GenInput::new(task, refs));
@@ -683,6 +726,15 @@ async fn run_task(
             TaskState::Failed
         },
     );
+    // Up to the team cache in the background once complete; the claim goes
+    // after the record (or now, when there is nothing to write).
+    if let Some(remote) = &ctx.remote {
+        if o.state == TaskState::Built && judge(&rec, n).is_none() {
+            remote.push_soon(&ctx.store, &key, n, claim.take());
+        } else if let Some(c) = claim.take() {
+            remote.release_soon(c);
+        }
+    }
     o.key = Some(key);
     o.candidates = current(Some(&rec));
     o.note = reason.describe();
@@ -695,6 +747,9 @@ async fn run_task(
     o.failures = failures;
     o
 }
+/// The note of a task made fresh by a record from the team cache.
+pub const TEAM_CACHE: &str = "fresh (team cache)";
+
 fn fresh_outcome(key: String, candidates: Vec<nbbuild_cache::Candidate>) -> TaskOutcome {
     let mut o = TaskOutcome::new(TaskState::Fresh);
     o.key = Some(key);

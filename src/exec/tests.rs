@@ -90,6 +90,7 @@ impl Project {
                 qa_attempts: 0,
                 mirror: None,
                 repair: None,
+                remote: None,
             },
         );
         let decider = self.decider();

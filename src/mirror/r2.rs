@@ -194,19 +194,27 @@ pub fn http_client() -> SharedHttpClient {
         .build_https()
 }
 
+/// The S3 settings every client of nbbuild shares (the mirror, the team
+/// cache): region `auto`, path-style addressing, checksums only where the
+/// API requires them, and `http` as the one HTTP client. Retries, timeouts
+/// and credentials are each caller's.
+pub fn base_config(endpoint: &str, http: SharedHttpClient) -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .http_client(http)
+        .region(Region::new("auto"))
+        .endpoint_url(endpoint.trim_end_matches('/'))
+        .force_path_style(true)
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+}
+
 impl R2Mirror {
     /// Build the client. No network call (see [`Mirror::check`]).
     pub async fn connect(config: R2Config) -> Result<R2Mirror, MirrorError> {
         let http = http_client();
         let mut redact = Vec::new();
-        let mut s3 = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .http_client(http.clone())
-            .region(Region::new("auto"))
-            .endpoint_url(config.endpoint.trim_end_matches('/'))
-            .force_path_style(true)
-            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        let mut s3 = base_config(&config.endpoint, http.clone())
             .retry_config(
                 aws_sdk_s3::config::retry::RetryConfig::standard()
                     .with_max_attempts(config.max_attempts.max(1))
@@ -698,7 +706,7 @@ fn no_credentials(op: &str, target: &str) -> MirrorError {
 
 /// The messages of an error's sources, outermost first, without repeats
 /// (`dispatch failure: io error: ... Connection refused (os error 111)`).
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut cur = Some(e);
     while let Some(err) = cur {
@@ -712,7 +720,7 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// `host[:port]` of a URL, without scheme, user info or path.
-fn authority(url: &str) -> &str {
+pub fn authority(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     host.rsplit_once('@').map_or(host, |(_, h)| h)

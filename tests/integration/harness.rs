@@ -130,6 +130,11 @@ impl Test {
             "AWS_ACCESS_KEY_ID",
             "AWS_SECRET_ACCESS_KEY",
             "AWS_PROFILE",
+            "NBBUILD_REMOTE",
+            "NBBUILD_REMOTE_MODE",
+            "NBBUILD_REMOTE_SIGNING_KEY",
+            "NBBUILD_REMOTE_TRUSTED",
+            "NBBUILD_REMOTE_LEASE_MS",
         ] {
             c.env_remove(k);
         }

@@ -19,6 +19,7 @@ mod mirror_build;
 mod qa;
 mod qa_loop;
 mod reattach;
+mod remote;
 mod resume;
 mod review;
 mod roundtrip;

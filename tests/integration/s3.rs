@@ -2,6 +2,13 @@
 //! files under a folder) behind s3s's SigV4 verification, on a loopback port
 //! of its own, with a known access key and secret. Nothing to install.
 //!
+//! Conditional writes: s3s-fs implements `If-None-Match: *` and `If-Match`
+//! on PutObject (412 when the condition fails), but checks the condition and
+//! then writes without a lock, so two racing writers could both pass. R2 and
+//! S3 make the check and the write one atomic step; so does this server, by
+//! serialising every request that changes the bucket (PUT, POST, DELETE).
+//! `conditional_writes_are_atomic` in remote.rs checks that it does.
+//!
 //! ```ignore
 //! let dir = tempfile::tempdir().unwrap();
 //! let s3 = start_s3(dir.path());
@@ -53,6 +60,7 @@ pub struct S3Server {
     /// The server's data folder: objects are `root/BUCKET/KEY`.
     pub root: PathBuf,
     pub requests: Arc<Requests>,
+    pub port: u16,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -85,8 +93,10 @@ impl S3Server {
     }
 }
 
-impl Drop for S3Server {
-    fn drop(&mut self) {
+impl S3Server {
+    /// Kill the server: the listener closes and every open connection is
+    /// cut (its runtime goes), so later requests are refused.
+    pub fn kill(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -96,13 +106,24 @@ impl Drop for S3Server {
     }
 }
 
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Start s3s-fs on `127.0.0.1:0` serving `root`, with the bucket
 /// [`BUCKET`] created. The server runs on its own thread and runtime (so
 /// any test, async or not, can use it) until the returned value is dropped.
 pub fn start_s3(root: &Path) -> S3Server {
+    start_s3_on(root, 0)
+}
+
+/// [`start_s3`] on a given port (0: any free one).
+pub fn start_s3_on(root: &Path, port: u16) -> S3Server {
     std::fs::create_dir_all(root.join(BUCKET)).unwrap();
     let root = root.canonicalize().unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
     let requests = Arc::new(Requests::default());
@@ -133,6 +154,7 @@ pub fn start_s3(root: &Path) -> S3Server {
         bucket: BUCKET.to_string(),
         root,
         requests,
+        port: addr.port(),
         shutdown: Some(tx),
         thread: Some(thread),
     }
@@ -145,6 +167,8 @@ async fn serve(
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    // One writer at a time: conditional writes check and write atomically.
+    let writes = Arc::new(tokio::sync::Mutex::new(()));
     loop {
         let socket = tokio::select! {
             r = listener.accept() => match r {
@@ -154,11 +178,23 @@ async fn serve(
             _ = &mut stop => break,
         };
         let _ = socket.set_nodelay(true);
-        let (svc, counts) = (service.clone(), counts.clone());
+        let (svc, counts, writes) = (service.clone(), counts.clone(), writes.clone());
         let handler =
             hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 counts.record(req.method());
-                hyper::service::Service::call(&svc, req)
+                let (svc, writes) = (svc.clone(), writes.clone());
+                async move {
+                    let changes = matches!(
+                        *req.method(),
+                        hyper::Method::PUT | hyper::Method::POST | hyper::Method::DELETE
+                    );
+                    let _one = if changes {
+                        Some(writes.lock().await)
+                    } else {
+                        None
+                    };
+                    hyper::service::Service::call(&svc, req).await
+                }
             });
         tokio::spawn(async move {
             let _ = hyper::server::conn::http1::Builder::new()
