@@ -131,7 +131,7 @@ impl Reason {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Fresh,
@@ -501,4 +501,214 @@ pub fn plan(
     opts: PlanOptions,
 ) -> Plan {
     Decider::new(c, view, opts).plan()
+}
+
+#[cfg(test)]
+mod tests {
+    //! The decider over an in-memory view of the store: no disk, no
+    //! network, no runtime.
+    use super::*;
+    use nbbuild_cache::{Candidate, Verdict};
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    struct MemView {
+        records: Mutex<HashMap<String, TaskRecord>>,
+    }
+
+    impl PlanView for MemView {
+        fn record(&self, key: &str) -> Option<TaskRecord> {
+            self.records.lock().unwrap().get(key).cloned()
+        }
+        fn previous(&self, label: &str, kind: TaskKind) -> Option<(String, TaskRecord)> {
+            let m = self.records.lock().unwrap();
+            m.iter()
+                .filter(|(_, r)| r.name == label)
+                .filter(|(_, r)| {
+                    r.preimage.get("kind").and_then(|k| k.as_str()) == Some(kind.as_str())
+                })
+                .max_by_key(|(_, r)| r.updated)
+                .map(|(k, r)| (k.clone(), r.clone()))
+        }
+        fn file_hash(&self, path: &str) -> Result<String, String> {
+            Ok(nbbuild_cache::hash_bytes(path.as_bytes()))
+        }
+        fn url_hash(&self, url: &str) -> Result<String, String> {
+            Err(format!("{url}: unknown"))
+        }
+    }
+
+    fn compiled(candidates: u32) -> Arc<Compiled> {
+        let text = crate::synth::chain_flow(2, 1, "refs/avatar.png").to_string();
+        let flow = crate::flow::Flow::parse(&text).unwrap();
+        let exists = |_: &str| true;
+        Arc::new(
+            crate::compile::compile(
+                &flow,
+                &crate::compile::CompileOptions {
+                    candidates,
+                    ref_image: None,
+                    file_exists: &exists,
+                },
+            )
+            .unwrap(),
+        )
+    }
+
+    fn index(c: &Compiled, kind: TaskKind, name: &str) -> usize {
+        c.tasks
+            .iter()
+            .find(|t| t.kind == kind && t.label() == name)
+            .unwrap()
+            .index
+    }
+
+    /// Store what a build of `plan` would: every stale task with a key gets
+    /// its slots, candidate objects named after the key.
+    fn build(view: &MemView, c: &Compiled, d: &Decider, slots: u32) {
+        let mut picks = BTreeMap::new();
+        for &i in &c.order {
+            let item = d.decide(i, &picks, &BTreeMap::new());
+            let (Some(key), Some(pre)) = (item.key.clone(), item.preimage.clone()) else {
+                continue;
+            };
+            let candidates = (0..slots)
+                .map(|s| Candidate {
+                    slot: s,
+                    object: nbbuild_cache::hash_bytes(format!("{key}/{s}").as_bytes()),
+                    ..Candidate::default()
+                })
+                .collect::<Vec<_>>();
+            picks.insert(i, candidates[0].object.clone());
+            view.records.lock().unwrap().insert(
+                key,
+                TaskRecord {
+                    name: c.tasks[i].label(),
+                    preimage: pre.to_value(),
+                    candidates,
+                    ..TaskRecord::default()
+                },
+            );
+        }
+    }
+
+    fn decider(view: &Arc<MemView>, c: &Arc<Compiled>, opts: PlanOptions) -> Decider {
+        Decider::new(c.clone(), view.clone() as Arc<dyn PlanView>, opts)
+    }
+
+    #[test]
+    fn an_empty_store_quotes_every_slot_and_a_built_one_nothing() {
+        let c = compiled(3);
+        let view = Arc::new(MemView::default());
+        let d = decider(&view, &c, PlanOptions::default());
+        let p = d.plan();
+        // 3 stills (2 chained, 1 alone) and 2 clips, 3 candidates each.
+        assert_eq!((p.image_calls, p.video_calls), (9, 6));
+        let chained = &p.items[index(&c, TaskKind::Image, "scene02")];
+        assert_eq!(
+            chained.status,
+            Status::Stale(Reason::UpstreamChanges {
+                upstream: "scene01".into()
+            })
+        );
+        assert!(chained.key.is_none(), "its key waits on scene01's pick");
+        build(&view, &c, &d, 3);
+        let again = decider(&view, &c, PlanOptions::default()).plan();
+        assert_eq!((again.image_calls, again.video_calls), (0, 0));
+        assert!(again.items.iter().all(|i| i.status == Status::Fresh));
+    }
+
+    #[test]
+    fn more_candidates_quote_only_the_missing_slots_and_fewer_are_free() {
+        let c = compiled(2);
+        let view = Arc::new(MemView::default());
+        build(&view, &c, &decider(&view, &c, PlanOptions::default()), 2);
+        let four = compiled(4);
+        let p = decider(&view, &four, PlanOptions::default()).plan();
+        assert_eq!((p.image_calls, p.video_calls), (6, 4));
+        let head = &p.items[index(&four, TaskKind::Image, "scene01")];
+        assert_eq!(
+            head.status,
+            Status::Stale(Reason::MissingCandidates { missing: 2, of: 4 })
+        );
+        // c1 is still the pick, so the consumer's key is known and it only
+        // misses slots too.
+        let next = &p.items[index(&four, TaskKind::Image, "scene02")];
+        assert!(next.key.is_some());
+        let one = compiled(1);
+        let p = decider(&view, &one, PlanOptions::default()).plan();
+        assert_eq!((p.image_calls, p.video_calls), (0, 0));
+    }
+
+    #[test]
+    fn a_flagged_first_slot_leaves_the_consumers_key_unknown() {
+        let c = compiled(2);
+        let view = Arc::new(MemView::default());
+        let d = decider(&view, &c, PlanOptions::default());
+        build(&view, &c, &d, 2);
+        let head = d.decide(
+            index(&c, TaskKind::Image, "scene01"),
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+        );
+        let key = head.key.unwrap();
+        view.records
+            .lock()
+            .unwrap()
+            .get_mut(&key)
+            .unwrap()
+            .candidates[0]
+            .qa = Some(Verdict {
+            verdict: "flagged".into(),
+            ..Verdict::default()
+        });
+        let p = decider(&view, &c, PlanOptions::default()).plan();
+        let head = &p.items[index(&c, TaskKind::Image, "scene01")];
+        assert_eq!(head.status, Status::Stale(Reason::QaFlagged { flagged: 1 }));
+        assert_eq!(head.calls, 1);
+        // A clean re-roll of c1 becomes the pick: what consumes it is quoted
+        // whole, not as fresh.
+        let next = &p.items[index(&c, TaskKind::Image, "scene02")];
+        assert!(matches!(
+            next.status,
+            Status::Stale(Reason::UpstreamChanges { .. })
+        ));
+        assert_eq!(next.calls, 2);
+    }
+
+    #[test]
+    fn only_rerolls_the_selection_and_images_mode_leaves_clips() {
+        let c = compiled(2);
+        let view = Arc::new(MemView::default());
+        build(&view, &c, &decider(&view, &c, PlanOptions::default()), 2);
+        let lone = index(&c, TaskKind::Image, "scene03");
+        let p = decider(
+            &view,
+            &c,
+            PlanOptions {
+                only: Some(BTreeSet::from([lone])),
+                ..PlanOptions::default()
+            },
+        )
+        .plan();
+        assert_eq!(p.items[lone].status, Status::Stale(Reason::Forced));
+        assert_eq!((p.image_calls, p.video_calls), (2, 0));
+        assert!(p
+            .items
+            .iter()
+            .filter(|i| i.task != lone)
+            .all(|i| matches!(i.status, Status::Skipped { .. })));
+        let empty = Arc::new(MemView::default());
+        let p = decider(
+            &empty,
+            &c,
+            PlanOptions {
+                images_only: true,
+                ..PlanOptions::default()
+            },
+        )
+        .plan();
+        assert_eq!((p.image_calls, p.video_calls), (6, 0));
+    }
 }

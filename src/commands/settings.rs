@@ -311,7 +311,33 @@ impl Settings {
     /// The store, for writing: refused while another process holds it.
     /// Records of an older key format are migrated once.
     pub fn open_store(&self) -> Result<Store> {
-        let store = Store::open(&self.cache_dir).map_err(|e| {
+        // A reader (the review page, `plan`, `cache ls` in another
+        // terminal) holds the store for a moment only; a build holds it for
+        // its run and answers reads on its socket. Wait out a reader, for a
+        // while; refuse a build at once.
+        let started = std::time::Instant::now();
+        let mut said = false;
+        let opened = loop {
+            match Store::open(&self.cache_dir) {
+                Err(nbbuild_cache::StoreError::Locked { pid, .. })
+                    if pid != 0
+                        && pid != std::process::id()
+                        && started.elapsed() < std::time::Duration::from_secs(10)
+                        && crate::holder::client::HolderClient::connect(&self.cache_dir)
+                            .is_err() =>
+                {
+                    if !said {
+                        said = true;
+                        eprintln!(
+                            "note: waiting for process {pid} to finish reading the store (up to 10 s)"
+                        );
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => break other,
+            }
+        };
+        let store = opened.map_err(|e| {
             let other = matches!(e, nbbuild_cache::StoreError::Locked { pid, .. }
                 if pid != 0 && pid != std::process::id());
             let mut err = Error::store(&self.cache_dir, e);

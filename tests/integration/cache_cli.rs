@@ -167,3 +167,48 @@ fn a_second_writer_is_refused_naming_the_first() {
     assert!(status.success(), "the first build finishes unharmed");
     t.run(&["cache", "verify"]).assert_code(0);
 }
+
+/// A reader holding the store for a moment (the review page, `plan` in
+/// another terminal) makes a build wait, not fail: it says so and goes on
+/// once the store is free.
+#[test]
+fn a_build_waits_for_a_brief_reader_instead_of_failing() {
+    use std::io::BufRead;
+    let sim = Sim::start(fast_sim());
+    let t = Test::new().fixture("demo-offline.nbflow", "ad.nbflow");
+    t.build(&sim, &["--candidates", "1", "--mode", "images"])
+        .assert_code(0);
+    // This test process reads the store (no socket: a reader, not a build).
+    let held = nbbuild_cache::Store::open(&t.path().join(".nbbuild")).unwrap();
+    let mut build = t
+        .command(&[
+            "build",
+            "--server",
+            &sim.url,
+            "--candidates",
+            "2",
+            "--mode",
+            "images",
+            "-q",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(build.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("waiting for process"), "{line}");
+    drop(held);
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut err, &mut rest);
+    let status = build.wait().unwrap();
+    assert!(
+        status.success(),
+        "the build went on once the reader let go: {rest}"
+    );
+    assert_eq!(
+        sim.stats().image_submits,
+        10,
+        "5 stills, 1 then 1 more candidate each"
+    );
+}
