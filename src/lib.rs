@@ -32,6 +32,7 @@ pub mod repair;
 pub mod review;
 pub mod schema;
 pub mod selector;
+pub mod settings;
 pub mod synth;
 
 /// Candidates per task unless `--candidates` says otherwise.

@@ -2,7 +2,6 @@
 //! generate what is stale, write the outputs.
 
 use super::plan::{make_decider, print_plan};
-use super::settings::{QaSetting, Settings};
 use crate::cli::BuildArgs;
 use crate::error::{Error, ErrorKind, Result};
 use crate::exec::runner::Policy;
@@ -16,6 +15,7 @@ use crate::output::Layout;
 use crate::plan::Status;
 use crate::progress::{Event, Fancy, Plain, Reporter, Silent};
 use crate::repair::{Outcome, Repairer};
+use crate::settings::{QaSetting, Settings};
 use serde_json::json;
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};

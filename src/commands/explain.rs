@@ -2,11 +2,11 @@
 //! from the very preimage that was hashed: the stored one beside the
 //! current one, field by field, prompts as a line diff.
 
-use super::settings::Settings;
 use crate::cli::{BuildArgs, ExplainArgs};
 use crate::error::{Error, Result};
 use crate::key::{diff, Preimage};
 use crate::plan::{PlanItem, Status};
+use crate::settings::Settings;
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -9,7 +9,6 @@ pub mod picks;
 pub mod plan;
 pub mod remote;
 pub mod review;
-pub mod settings;
 pub mod sim;
 pub mod spend;
 pub mod status;

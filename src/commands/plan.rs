@@ -1,13 +1,13 @@
 //! `nbbuild plan`: what a build would run, why, and what it would cost.
 //! Calls nothing; never writes the store.
 
-use super::settings::Settings;
 use crate::cli::BuildArgs;
 use crate::compile::{Compiled, InputSource, TaskKind};
 use crate::error::{Error, Result};
 use crate::exec::inputs::Inputs;
 use crate::holder::{Reader, StoreRead, Tasks};
 use crate::plan::{Decider, Plan, PlanOptions, PlanView, Status};
+use crate::settings::Settings;
 use nbbuild_cache::{Store, TaskRecord};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,13 +1,13 @@
 //! `nbbuild remote keygen|status`: a writer's key pair, and what the team
 //! cache is doing for this flow.
 
-use super::settings::Settings;
 use crate::cli::RemoteCommand;
 use crate::error::{Error, Result};
 use crate::plan::Status;
 use crate::remote::pull::Lookup;
 use crate::remote::sign::SigningKey;
 use crate::remote::Remote;
+use crate::settings::Settings;
 use futures_util::StreamExt;
 use serde_json::json;
 use std::sync::Arc;

@@ -2,11 +2,11 @@
 //! static files with `--export DIR`). See docs/review.md.
 
 use crate::cli::ReviewArgs;
-use crate::commands::settings::Settings;
 use crate::error::{Error, Result};
 use crate::review::access::StoreAccess;
 use crate::review::security::Guard;
 use crate::review::server::{router, watch_outside, App};
+use crate::settings::Settings;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};

@@ -7,10 +7,10 @@
 //! written to a temporary file beside the flow and renamed over it, and
 //! every field the edit does not own keeps its value and its key order.
 
-use crate::commands::settings::Settings;
 use crate::compile::{Task, TaskKind};
 use crate::error::{Error, Result};
 use crate::output::Layout;
+use crate::settings::Settings;
 use nbbuild_cache::{Candidate, Store};
 use serde_json::{json, Map, Value};
 use std::io::Write;

@@ -12,11 +12,11 @@
 //! sent, so what is spent is what was shown.
 
 use crate::commands::plan::StoreView;
-use crate::commands::settings::Settings;
 use crate::compile::{Compiled, Task, TaskKind};
 use crate::error::{Error, Result};
 use crate::plan::{Plan, PlanOptions, PlanView, Status};
 use crate::review::snapshot::task_id;
+use crate::settings::Settings;
 use nbbuild_cache::{Store, TaskRecord};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;

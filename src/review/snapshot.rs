@@ -6,13 +6,13 @@
 //! (`plan::plan`, through `commands::plan::make_plan`).
 
 use crate::cli::BuildArgs;
-use crate::commands::settings::Settings;
 use crate::compile::{Compiled, InputSource, Task, TaskKind};
 use crate::error::{Error, Result};
 use crate::flow::{Finding, Flow, Kind, Node};
 use crate::holder::StoreRead;
 use crate::output::Layout;
 use crate::plan::{Plan, Status};
+use crate::settings::Settings;
 use nbbuild_cache::{Candidate, Store, TaskRecord};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};

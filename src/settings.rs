@@ -267,7 +267,7 @@ impl Settings {
     }
 
     pub fn compile(&self) -> Result<Compiled> {
-        super::findings::compile_or_fail(
+        crate::commands::findings::compile_or_fail(
             &self.project,
             self.candidates,
             self.ref_image.as_deref(),
