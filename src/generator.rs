@@ -80,6 +80,42 @@ pub trait Generator: Send + Sync {
     async fn stop(&self, id: &str);
 }
 
+/// Stream a produced file's body into `out`, at most `limit` bytes (a
+/// larger one is refused before or while it arrives): the download loop of
+/// every route. Its size.
+pub async fn stream_to(
+    mut resp: reqwest::Response,
+    limit: u64,
+    out: &mut std::fs::File,
+) -> Result<u64, ApiError> {
+    use std::io::Write;
+    let too_big = || ApiError::Transient {
+        message: format!("the file is larger than the {} MB limit", limit / 1_000_000),
+        retry_after: None,
+    };
+    if resp.content_length().is_some_and(|n| n > limit) {
+        return Err(too_big());
+    }
+    let mut size = 0u64;
+    while let Some(chunk) = resp.chunk().await.map_err(|e| ApiError::Transient {
+        message: format!(
+            "download interrupted: {}",
+            crate::glabs::client::describe(&e)
+        ),
+        retry_after: None,
+    })? {
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(too_big());
+        }
+        out.write_all(&chunk).map_err(|e| ApiError::Transient {
+            message: format!("cannot write the download: {e}"),
+            retry_after: None,
+        })?;
+    }
+    Ok(size)
+}
+
 /// No server configured: a run with nothing to generate needs none, and
 /// anything that tries to reach one is told so (it halts the run).
 pub struct Unreachable;

@@ -550,8 +550,7 @@ impl Client {
         limit: u64,
         out: &mut std::fs::File,
     ) -> Result<u64, ApiError> {
-        use std::io::Write;
-        let mut resp = self
+        let resp = self
             .with_key(self.http.get(self.rebase(url)))
             .send()
             .await
@@ -565,28 +564,7 @@ impl Client {
                 other => other,
             });
         }
-        let too_big = || ApiError::Transient {
-            message: format!("the file is larger than the {} MB limit", limit / 1_000_000),
-            retry_after: None,
-        };
-        if resp.content_length().is_some_and(|n| n > limit) {
-            return Err(too_big());
-        }
-        let mut size = 0u64;
-        while let Some(chunk) = resp.chunk().await.map_err(|e| ApiError::Transient {
-            message: format!("download interrupted: {}", describe(&e)),
-            retry_after: None,
-        })? {
-            size += chunk.len() as u64;
-            if size > limit {
-                return Err(too_big());
-            }
-            out.write_all(&chunk).map_err(|e| ApiError::Transient {
-                message: format!("cannot write the download: {e}"),
-                retry_after: None,
-            })?;
-        }
-        Ok(size)
+        crate::generator::stream_to(resp, limit, out).await
     }
 }
 

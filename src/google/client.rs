@@ -293,7 +293,7 @@ impl Client {
                 .remove(id);
             return Ok(size);
         }
-        let mut resp = self.get_following(url).await?;
+        let resp = self.get_following(url).await?;
         if !resp.status().is_success() {
             let e = self.error_of(resp, "").await;
             return Err(ApiError::Transient {
@@ -301,28 +301,7 @@ impl Client {
                 retry_after: None,
             });
         }
-        let too_big = || ApiError::Transient {
-            message: format!("the file is larger than the {} MB limit", limit / 1_000_000),
-            retry_after: None,
-        };
-        if resp.content_length().is_some_and(|n| n > limit) {
-            return Err(too_big());
-        }
-        let mut size = 0u64;
-        while let Some(chunk) = resp.chunk().await.map_err(|e| ApiError::Transient {
-            message: format!("download interrupted: {}", describe(&e)),
-            retry_after: None,
-        })? {
-            size += chunk.len() as u64;
-            if size > limit {
-                return Err(too_big());
-            }
-            out.write_all(&chunk).map_err(|e| ApiError::Transient {
-                message: format!("cannot write the download: {e}"),
-                retry_after: None,
-            })?;
-        }
-        Ok(size)
+        crate::generator::stream_to(resp, limit, out).await
     }
 
     /// GET `url`, following up to 10 redirects; the key header only on
