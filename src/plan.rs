@@ -203,7 +203,8 @@ pub struct PlanOptions {
 
 /// Whether a verdict flags its candidate.
 pub fn is_flagged(c: &Candidate) -> bool {
-    c.qa.as_ref().is_some_and(|v| v.verdict == "flagged")
+    c.qa.as_ref()
+        .is_some_and(|v| v.verdict == nbbuild_cache::Outcome::Flagged)
 }
 
 /// Why a stored candidate set does not count as done (every one of its first
@@ -660,7 +661,7 @@ mod tests {
             .unwrap()
             .candidates[0]
             .qa = Some(Verdict {
-            verdict: "flagged".into(),
+            verdict: nbbuild_cache::Outcome::Flagged,
             ..Verdict::default()
         });
         let p = decider(&view, &c, PlanOptions::default()).plan();

@@ -54,8 +54,8 @@ pub use object_store::ObjectStore;
 pub use objects::LocalObjects;
 pub use open::SCHEMA_VERSION;
 pub use records::{
-    Candidate, Corrupted, GcReport, HistorySet, InFlight, Pin, Problem, ProblemKind, Stats,
-    Submitting, TaskRecord, Verdict, VerifyReport,
+    Candidate, Corrupted, GcReport, HistorySet, InFlight, Outcome, Pin, Problem, ProblemKind,
+    Stats, Submitting, TaskRecord, Verdict, VerifyReport,
 };
 pub use repair::{Holder, Restore};
 pub use store::Store;

@@ -154,11 +154,43 @@ pub struct HistorySet {
     pub candidates: Vec<Candidate>,
 }
 
+/// What a review concluded, stored as `"clean"`, `"flagged"` or
+/// `"unreviewed"`. A string this version does not know reads as unreviewed,
+/// never as clean.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// No tell seen.
+    Clean,
+    /// At least one tell seen (even when the reviewer named none).
+    Flagged,
+    /// The reviewer could not give a usable answer. Never treated as clean.
+    #[default]
+    #[serde(other)]
+    Unreviewed,
+}
+
+impl Outcome {
+    /// `"clean"`, `"flagged"` or `"unreviewed"`, as stored in verdicts.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Clean => "clean",
+            Outcome::Flagged => "flagged",
+            Outcome::Unreviewed => "unreviewed",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A visual-QA verdict on one object by one reviewer.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct Verdict {
-    /// "clean" | "flagged" | "unreviewed"
-    pub verdict: String,
+    pub verdict: Outcome,
     #[serde(default)]
     pub tells: Vec<String>,
     #[serde(default)]

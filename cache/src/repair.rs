@@ -69,7 +69,10 @@ fn holders_of(key: &str, rec: &TaskRecord, id: &str, out: &mut Vec<Holder>) {
                 kind: kind.clone(),
                 slot: c.slot,
                 current,
-                flagged: c.qa.as_ref().is_some_and(|v| v.verdict == "flagged"),
+                flagged: c
+                    .qa
+                    .as_ref()
+                    .is_some_and(|v| v.verdict == crate::Outcome::Flagged),
                 qa_attempts: c.qa_attempts,
             });
         }

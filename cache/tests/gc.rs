@@ -67,7 +67,7 @@ fn gc_rules() {
                 &verdict_only,
                 "vision",
                 &nbbuild_cache::Verdict {
-                    verdict: "clean".into(),
+                    verdict: nbbuild_cache::Outcome::Clean,
                     ..Default::default()
                 },
             )

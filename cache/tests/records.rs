@@ -167,7 +167,7 @@ fn candidates_in_flight_and_history() {
     store
         .update_candidate(&k, 0, |c| {
             c.qa = Some(Verdict {
-                verdict: "flagged".into(),
+                verdict: nbbuild_cache::Outcome::Flagged,
                 tells: vec!["six fingers".into()],
                 ..Default::default()
             });
@@ -178,7 +178,10 @@ fn candidates_in_flight_and_history() {
         .unwrap();
     let r = store.task(&k).unwrap().unwrap();
     let c0 = r.candidate(0).unwrap();
-    assert_eq!(c0.qa.as_ref().unwrap().verdict, "flagged");
+    assert_eq!(
+        c0.qa.as_ref().unwrap().verdict,
+        nbbuild_cache::Outcome::Flagged
+    );
     assert_eq!(c0.qa_attempts, 1);
     assert_eq!(c0.url.as_deref(), Some("https://cdn/x.png"));
     // an update pointing at a missing object is refused, nothing written
@@ -235,7 +238,7 @@ fn side_tables() {
     let store = Store::open(dir.path()).unwrap();
     let obj = store.put_bytes(b"img").unwrap();
     let v = Verdict {
-        verdict: "clean".into(),
+        verdict: nbbuild_cache::Outcome::Clean,
         tells: vec![],
         confidence: Some(0.93),
         reviewer: "vision:qwen".into(),

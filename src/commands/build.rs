@@ -640,7 +640,7 @@ fn qa_settled(s: &Settings, compiled: &crate::compile::Compiled, plan: &crate::p
     let judged = |c: &nbbuild_cache::Candidate| {
         c.qa.as_ref().is_some_and(|v| {
             (v.reviewer == id || v.reviewer == crate::qa::HUMAN_REVIEWER)
-                && v.verdict != "unreviewed"
+                && v.verdict != nbbuild_cache::Outcome::Unreviewed
         })
     };
     plan.items

@@ -445,7 +445,7 @@ async fn review_stored(ctx: &Ctx, key: &str, rec: &TaskRecord, n: u32) -> bool {
         // A person's verdict (the review page) wins over automatic QA.
         if c.qa.as_ref().is_some_and(|v| {
             (v.reviewer == id || v.reviewer == crate::qa::HUMAN_REVIEWER)
-                && v.verdict != "unreviewed"
+                && v.verdict != nbbuild_cache::Outcome::Unreviewed
         }) {
             continue;
         }

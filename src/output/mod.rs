@@ -213,7 +213,8 @@ pub struct Written {
 }
 
 fn flagged(c: &Candidate) -> bool {
-    c.qa.as_ref().is_some_and(|v| v.verdict == "flagged")
+    c.qa.as_ref()
+        .is_some_and(|v| v.verdict == nbbuild_cache::Outcome::Flagged)
 }
 
 /// Place assets, write the generated flow and errors.json.

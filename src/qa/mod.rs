@@ -48,28 +48,8 @@ pub const TELLS: &[&str] = &[
     "hands passing through objects",
 ];
 
-/// What a review concluded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    /// No tell seen.
-    Clean,
-    /// At least one tell seen (even when the reviewer named none).
-    Flagged,
-    /// The reviewer could not give a usable answer. Never treated as clean.
-    Unreviewed,
-}
-
-impl Outcome {
-    /// `"clean"`, `"flagged"` or `"unreviewed"`, as stored in verdicts.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Outcome::Clean => "clean",
-            Outcome::Flagged => "flagged",
-            Outcome::Unreviewed => "unreviewed",
-        }
-    }
-}
+/// What a review concluded (the store's type: verdicts are stored as it).
+pub use nbbuild_cache::Outcome;
 
 /// One reviewer's answer on one image.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -111,7 +91,7 @@ impl Review {
     /// The store's record of this review by `reviewer` at `at` (unix ms).
     pub fn to_verdict(&self, reviewer: &str, at: u64) -> nbbuild_cache::Verdict {
         nbbuild_cache::Verdict {
-            verdict: self.outcome.as_str().to_string(),
+            verdict: self.outcome,
             tells: self.tells.clone(),
             confidence: self.confidence,
             reviewer: reviewer.to_string(),
@@ -122,13 +102,8 @@ impl Review {
     /// A review read back from the store (an unknown verdict string reads as
     /// unreviewed, never as clean).
     pub fn from_verdict(v: &nbbuild_cache::Verdict) -> Review {
-        let outcome = match v.verdict.as_str() {
-            "clean" => Outcome::Clean,
-            "flagged" => Outcome::Flagged,
-            _ => Outcome::Unreviewed,
-        };
         Review {
-            outcome,
+            outcome: v.verdict,
             tells: v.tells.clone(),
             confidence: v.confidence,
             detail: String::new(),

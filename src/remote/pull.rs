@@ -135,7 +135,7 @@ impl Remote {
                 }
                 let cand = RemoteRecord::candidate(c);
                 if let Some(v) = &cand.qa {
-                    if v.verdict != "unreviewed" && !v.reviewer.is_empty() {
+                    if v.verdict != nbbuild_cache::Outcome::Unreviewed && !v.reviewer.is_empty() {
                         let _ = st.put_verdict(&cand.object, &v.reviewer, v);
                     }
                 }

@@ -316,7 +316,11 @@ fn flag_now(app: &App, req: &FlagReq) -> ApiResult {
         };
         let cand = candidate(&rec, t, req.candidate)?;
         let v = nbbuild_cache::Verdict {
-            verdict: if req.flagged { "flagged" } else { "clean" }.into(),
+            verdict: if req.flagged {
+                nbbuild_cache::Outcome::Flagged
+            } else {
+                nbbuild_cache::Outcome::Clean
+            },
             tells: reasons.clone(),
             confidence: None,
             reviewer: crate::qa::HUMAN_REVIEWER.into(),

@@ -340,7 +340,8 @@ pub fn plan_summary(compiled: &Compiled, plan: &Plan) -> Value {
 }
 
 fn flagged(c: &Candidate) -> bool {
-    c.qa.as_ref().is_some_and(|v| v.verdict == "flagged")
+    c.qa.as_ref()
+        .is_some_and(|v| v.verdict == nbbuild_cache::Outcome::Flagged)
 }
 
 fn verdict_json(c: &Candidate) -> Value {

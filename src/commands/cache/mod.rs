@@ -76,7 +76,10 @@ fn status(r: &TaskRecord) -> String {
     let flagged = r
         .candidates
         .iter()
-        .filter(|c| c.qa.as_ref().is_some_and(|v| v.verdict == "flagged"))
+        .filter(|c| {
+            c.qa.as_ref()
+                .is_some_and(|v| v.verdict == nbbuild_cache::Outcome::Flagged)
+        })
         .count();
     if !r.in_flight.is_empty() {
         format!("{have}/{n}, {} in flight", r.in_flight.len())
