@@ -1,7 +1,10 @@
 //! The cap on candidates in flight at G-Labs, adaptive (issue 11.5): a 429
 //! halves it (multiplicative decrease), a run of successes as long as the
-//! cap raises it by one, never above `--concurrency` and never below 1. A
-//! permit is held from submission to download; QA takes none.
+//! cap raises it by one, never above `--concurrency` and never below 1. The
+//! cap a 429 came at is remembered: climbing stops one below it, and only a
+//! long run of successes there (eight times the cap) probes one higher, so
+//! a server with a fixed capacity is asked past it rarely. A permit is held
+//! from submission to download; QA takes none.
 //!
 //! Waiting candidates are served by priority, highest first (the scheduler
 //! passes the longest latency-weighted path from the candidate's task to
@@ -15,6 +18,8 @@ use tokio::sync::Notify;
 #[derive(Debug)]
 struct State {
     limit: usize,
+    /// The highest cap worth trying: one below where the last 429 came.
+    ceiling: usize,
     in_flight: usize,
     successes: usize,
     closed: bool,
@@ -59,6 +64,7 @@ impl Limiter {
             adaptive: true,
             state: Mutex::new(State {
                 limit: max,
+                ceiling: max,
                 in_flight: 0,
                 successes: 0,
                 closed: false,
@@ -128,19 +134,28 @@ impl Limiter {
             return;
         }
         let mut st = self.lock();
+        st.ceiling = st.limit.saturating_sub(1).max(1);
         st.limit = (st.limit / 2).max(1);
         st.successes = 0;
     }
 
-    /// A submission was accepted: after as many in a row as the cap, raise it by one.
+    /// A submission was accepted: after as many in a row as the cap, raise it
+    /// by one, up to the ceiling; at the ceiling, after eight times as many,
+    /// probe one above it.
     pub fn success(&self) {
         if !self.adaptive {
             return;
         }
         let mut st = self.lock();
         st.successes += 1;
-        if st.successes >= st.limit && st.limit < self.max {
+        let raise = if st.limit < st.ceiling {
+            st.successes >= st.limit
+        } else {
+            st.limit < self.max && st.successes >= 8 * st.limit
+        };
+        if raise {
             st.limit += 1;
+            st.ceiling = st.ceiling.max(st.limit);
             st.successes = 0;
             drop(st);
             self.changed.notify_waiters();
@@ -176,16 +191,35 @@ mod tests {
         l.backoff();
         l.backoff();
         assert_eq!(l.limit(), 1, "never below 1");
+        // The last 429 came at 1: one is the ceiling until a long run there
+        // (8 successes) probes 2.
+        for _ in 0..7 {
+            l.success();
+        }
+        assert_eq!(l.limit(), 1);
         l.success();
         assert_eq!(l.limit(), 2);
-        l.success();
-        assert_eq!(l.limit(), 2, "a run as long as the cap");
-        l.success();
-        assert_eq!(l.limit(), 3);
-        for _ in 0..20 {
+        for _ in 0..200 {
             l.success();
         }
         assert_eq!(l.limit(), 4, "never above the maximum");
+    }
+
+    #[tokio::test]
+    async fn climbing_stops_below_the_cap_a_429_came_at() {
+        let l = Arc::new(Limiter::new(5));
+        l.backoff(); // at 5: the server holds fewer
+        assert_eq!(l.limit(), 2);
+        for _ in 0..5 {
+            l.success();
+        }
+        assert_eq!(l.limit(), 4, "2 -> 3 after 2, 3 -> 4 after 3");
+        for _ in 0..31 {
+            l.success();
+        }
+        assert_eq!(l.limit(), 4, "4 is the ceiling until 32 successes there");
+        l.success();
+        assert_eq!(l.limit(), 5);
     }
 
     #[tokio::test]
