@@ -1,5 +1,6 @@
 //! The cap on candidates in flight at G-Labs, adaptive (issue 11.5): a 429
-//! halves it (multiplicative decrease), a run of successes as long as the
+//! lowers it to three quarters (multiplicative decrease, about CUBIC's 0.7;
+//! halving fell far below a server's capacity), a run of successes as long as the
 //! cap raises it by one, never above `--concurrency` and never below 1. The
 //! cap a 429 came at is remembered: climbing stops one below it, and only a
 //! long run of successes there (eight times the cap) probes one higher, so
@@ -128,14 +129,14 @@ impl Limiter {
         }
     }
 
-    /// The server pushed back (429): halve the cap.
+    /// The server pushed back (429): lower the cap to three quarters.
     pub fn backoff(&self) {
         if !self.adaptive {
             return;
         }
         let mut st = self.lock();
         st.ceiling = st.limit.saturating_sub(1).max(1);
-        st.limit = (st.limit / 2).max(1);
+        st.limit = (st.limit * 3 / 4).max(1);
         st.successes = 0;
     }
 
@@ -183,12 +184,13 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn halves_on_pushback_and_climbs_back_by_one_after_a_run_of_successes() {
+    async fn drops_on_pushback_and_climbs_back_by_one_after_a_run_of_successes() {
         let l = Arc::new(Limiter::new(4));
         assert_eq!(l.limit(), 4);
         l.backoff();
-        assert_eq!(l.limit(), 2);
+        assert_eq!(l.limit(), 3);
         l.backoff();
+        assert_eq!(l.limit(), 2);
         l.backoff();
         assert_eq!(l.limit(), 1, "never below 1");
         // The last 429 came at 1: one is the ceiling until a long run there
@@ -209,11 +211,11 @@ mod tests {
     async fn climbing_stops_below_the_cap_a_429_came_at() {
         let l = Arc::new(Limiter::new(5));
         l.backoff(); // at 5: the server holds fewer
-        assert_eq!(l.limit(), 2);
-        for _ in 0..5 {
+        assert_eq!(l.limit(), 3);
+        for _ in 0..3 {
             l.success();
         }
-        assert_eq!(l.limit(), 4, "2 -> 3 after 2, 3 -> 4 after 3");
+        assert_eq!(l.limit(), 4, "3 -> 4 after a run of 3");
         for _ in 0..31 {
             l.success();
         }
@@ -267,7 +269,9 @@ mod tests {
     #[tokio::test]
     async fn no_more_in_flight_than_the_cap() {
         let l = Arc::new(Limiter::new(3));
+        l.backoff(); // cap 2
         l.backoff(); // cap 1
+        assert_eq!(l.limit(), 1);
         let a = l.clone().acquire_owned(0).await.unwrap();
         let waiting = tokio::spawn(l.clone().acquire_owned(0));
         tokio::task::yield_now().await;
