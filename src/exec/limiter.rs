@@ -5,7 +5,8 @@
 //! cap a 429 came at is remembered: climbing stops one below it, and only a
 //! long run of successes there (eight times the cap) probes one higher, so
 //! a server with a fixed capacity is asked past it rarely. A permit is held
-//! from submission to download; QA takes none.
+//! from submission until the service reports the generation done (its
+//! capacity is free then, while the file comes down); QA takes none.
 //!
 //! Waiting candidates are served by priority, highest first (the scheduler
 //! passes the longest latency-weighted path from the candidate's task to

@@ -168,12 +168,13 @@ pub(super) async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate,
         message,
     };
     loop {
-        let permit = ctx
-            .slots
-            .clone()
-            .acquire_owned(job.priority)
-            .await
-            .map_err(|_| fail(FailureKind::ApiError, attempt, "scheduler closed".into()))?;
+        let mut permit = Some(
+            ctx.slots
+                .clone()
+                .acquire_owned(job.priority)
+                .await
+                .map_err(|_| fail(FailureKind::ApiError, attempt, "scheduler closed".into()))?,
+        );
         let (id, submitted) = match remote.take() {
             Some((id, submitted)) => {
                 ctx.report.event(Event::Reattached {
@@ -192,7 +193,7 @@ pub(super) async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate,
                     match adopt(ctx, job, at, attempt).await? {
                         Some(id) => {
                             remote = Some((id, at));
-                            drop(permit);
+                            drop(permit.take());
                             continue;
                         }
                         None => clear_mark(ctx, job).await,
@@ -241,7 +242,7 @@ pub(super) async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate,
                                 // Not created after all (or not findable): the
                                 // one case that spends an attempt on no answer.
                                 clear_mark(ctx, job).await;
-                                drop(permit);
+                                drop(permit.take());
                                 ctx.release(job.price);
                                 let why = format!(
                                     "{message} (no task of ours appeared at {})",
@@ -259,7 +260,7 @@ pub(super) async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate,
                         // G-Labs answered: no task was created.
                         drop(out);
                         clear_mark(ctx, job).await;
-                        drop(permit);
+                        drop(permit.take());
                         ctx.release(job.price);
                         match on_error(ctx, &e) {
                             // 429, or a 5xx answer to the submit: G-Labs said
@@ -290,11 +291,10 @@ pub(super) async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate,
         // Poll until the task ends, our timeout passes, or the run stops.
         let outcome = poll(ctx, job, &id, submitted).await;
         let step = match outcome {
-            Polled::Done(results) => match fetch(ctx, job, &results).await {
+            // The service is done with it: its slot is free while the file
+            // comes down and the store makes the candidate durable.
+            Polled::Done(results) => match fetch_released(ctx, job, &results, &mut permit).await {
                 Ok(bytes) => {
-                    // G-Labs is done with it: the slot is free while the
-                    // store makes the candidate durable.
-                    drop(permit);
                     let cand = commit(ctx, job, &id, bytes)
                         .await
                         .map_err(|m| fail(FailureKind::Store, attempt, m))?;
@@ -309,7 +309,7 @@ pub(super) async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate,
                 // The result exists at G-Labs but did not come through: keep
                 // the task and fetch it again rather than paying for another.
                 Err((false, why)) => {
-                    drop(permit);
+                    drop(permit.take());
                     if retry_later(ctx, job, &mut transient, attempt, &why, None).await {
                         remote = Some((id, submitted));
                         continue;
@@ -382,7 +382,7 @@ pub(super) async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate,
             // Polling failed, not the task: keep the G-Labs task (never pay
             // for it again) and re-attach after a pause, or on the next run.
             Polled::Error(e) => {
-                drop(permit);
+                drop(permit.take());
                 let why = e.message();
                 let transient_error = matches!(e, ApiError::Transient { .. });
                 if transient_error
@@ -408,7 +408,7 @@ pub(super) async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate,
                 return Err(fail(FailureKind::Halted, attempt, ctx.stop_reason()));
             }
         };
-        drop(permit);
+        drop(permit.take());
         // The G-Labs task is over (or abandoned): forget it.
         let store = ctx.store.clone();
         let (key, slot) = (job.key.clone(), job.slot);
@@ -438,6 +438,18 @@ pub(super) async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate,
             Step::Fail(kind, msg) => return Err(fail(kind, attempt, msg)),
         }
     }
+}
+
+/// The result of a finished generation, its slot given back first: the
+/// service's capacity is free once it reports done.
+async fn fetch_released(
+    ctx: &Ctx,
+    job: &CandidateJob,
+    results: &[String],
+    permit: &mut Option<super::limiter::Permit>,
+) -> Result<tempfile::NamedTempFile, (bool, String)> {
+    drop(permit.take());
+    fetch(ctx, job, results).await
 }
 
 /// A submission G-Labs accepted: counted, the cap may climb, progress made.
