@@ -1,7 +1,7 @@
 //! Structural checks of a parsed flow: the checks of PatchWork's own pre-run
 //! check (nbflow.md section 7) that need no graph resolution. What needs the
 //! resolved graph (cycles, references, rows, upstream types) is reported by
-//! `compile`; `crate::check` runs both.
+//! `compile`; `Project::check` (project.rs) runs both.
 
 use super::document::{Flow, Kind, Node, Tab};
 use super::finding::Finding;
