@@ -1,5 +1,6 @@
-//! The JSON nbbuild writes for scripts, as types: `errors.json`, `explain
-//! --json` and `cache ... --json` (the build summary and `plan --json` are
+//! The JSON nbbuild writes for scripts, as types: the build summary
+//! (`--json`, also kept in the store's run log), `errors.json`, `explain
+//! --json` and `cache ... --json` (`plan --json` and `status --json` are
 //! built in their commands from the same rule). Every document carries
 //! `schema`, bumped when a field changes meaning or goes away; new fields
 //! may appear within a version. docs/json.md lists them.
@@ -14,6 +15,52 @@ pub const SCHEMA: u32 = 1;
 
 fn schema() -> u32 {
     SCHEMA
+}
+
+/// The build summary: `nbbuild --json` on stdout, and each run's entry in
+/// the store's run log (`nbbuild spend` reads it).
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    #[serde(serialize_with = "version")]
+    pub schema: (),
+    pub flow: String,
+    /// The generated flow written (or reused when nothing changed).
+    pub output: Option<String>,
+    /// `errors.json`, when something failed.
+    pub errors: Option<String>,
+    pub tasks: SummaryTasks,
+    pub calls: SummaryCalls,
+    /// Files the mirror received, when a mirror is configured.
+    pub uploads: Option<u64>,
+    /// `glabs` or `google`.
+    pub provider: &'static str,
+    /// `credits` or `usd`: what `credits` / `usd` below count.
+    pub unit: &'static str,
+    pub credits: f64,
+    pub usd: f64,
+    /// Rotten stored objects found this run, and what was done.
+    pub repairs: serde_json::Value,
+    /// The team cache's counts (hits, uploads, waits, ...), when configured.
+    pub remote: Option<serde_json::Value>,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SummaryTasks {
+    pub total: usize,
+    pub fresh: usize,
+    pub built: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+/// Submissions the service accepted in this run (retries included), and QA
+/// reviews asked.
+#[derive(Debug, Serialize)]
+pub struct SummaryCalls {
+    pub image: u64,
+    pub video: u64,
+    pub qa: u64,
 }
 
 /// `Generations/errors.json`: one entry per permanent failure.

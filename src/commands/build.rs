@@ -296,27 +296,33 @@ pub fn run_with(args: &BuildArgs, hooks: &Hooks) -> Result<i32> {
     let count = |st: TaskState| run_report.outcomes.iter().filter(|o| o.state == st).count();
     let failed = count(TaskState::Failed);
     let skipped = count(TaskState::Skipped);
-    let summary = json!({
-        "flow": s.project.flow_path.display().to_string(),
-        "output": written.flow.as_ref().map(|p| p.display().to_string()),
-        "errors": written.errors.as_ref().map(|p| p.display().to_string()),
-        "tasks": {
-            "total": compiled.tasks.len(),
-            "fresh": count(TaskState::Fresh),
-            "built": count(TaskState::Built),
-            "failed": failed,
-            "skipped": skipped,
+    let summary = serde_json::to_value(crate::schema::Summary {
+        schema: (),
+        flow: s.project.flow_path.display().to_string(),
+        output: written.flow.as_ref().map(|p| p.display().to_string()),
+        errors: written.errors.as_ref().map(|p| p.display().to_string()),
+        tasks: crate::schema::SummaryTasks {
+            total: compiled.tasks.len(),
+            fresh: count(TaskState::Fresh),
+            built: count(TaskState::Built),
+            failed,
+            skipped,
         },
-        "calls": {"image": run_report.image_calls, "video": run_report.video_calls, "qa": run_report.qa_calls},
-        "uploads": published.as_ref().map(|p| p.uploaded + run_report.uploads),
-        "provider": s.provider.as_str(),
-        "unit": s.prices.unit.as_str(),
-        "credits": super::plan::credits_of(s.prices.unit, run_report.credits),
-        "usd": super::plan::usd_of(s.prices.unit, run_report.credits),
-        "repairs": repairs,
-        "remote": remote.as_ref().map(|r| r.summary()),
-        "duration_ms": started.elapsed().as_millis() as u64,
-    });
+        calls: crate::schema::SummaryCalls {
+            image: run_report.image_calls,
+            video: run_report.video_calls,
+            qa: run_report.qa_calls,
+        },
+        uploads: published.as_ref().map(|p| p.uploaded + run_report.uploads),
+        provider: s.provider.as_str(),
+        unit: s.prices.unit.as_str(),
+        credits: super::plan::credits_of(s.prices.unit, run_report.credits),
+        usd: super::plan::usd_of(s.prices.unit, run_report.credits),
+        repairs: serde_json::to_value(&repairs).unwrap_or_default(),
+        remote: remote.as_ref().map(|r| r.summary()),
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
+    .map_err(|e| Error::internal(e.to_string()))?;
     live.lock()
         .unwrap_or_else(|e| e.into_inner())
         .finish(summary.clone());
