@@ -1,7 +1,7 @@
 //! The JSON nbbuild writes for scripts, as types: the build summary
-//! (`--json`, also kept in the store's run log), `errors.json`, `explain
-//! --json` and `cache ... --json` (`plan --json` and `status --json` are
-//! built in their commands from the same rule). Every document carries
+//! (`--json`, also kept in the store's run log), `plan --json`,
+//! `errors.json`, `explain --json` and `cache ... --json` (`status --json`
+//! is the live view's own, see holder.md). Every document carries
 //! `schema`, bumped when a field changes meaning or goes away; new fields
 //! may appear within a version. docs/json.md lists them.
 
@@ -61,6 +61,59 @@ pub struct SummaryCalls {
     pub image: u64,
     pub video: u64,
     pub qa: u64,
+}
+
+/// `nbbuild plan --json`: the quote, before anything is spent.
+#[derive(Debug, Serialize)]
+pub struct PlanDoc<'a> {
+    #[serde(serialize_with = "version")]
+    pub schema: (),
+    pub flow: String,
+    pub tasks: Vec<PlanTask<'a>>,
+    pub summary: PlanSummary,
+    /// Calls the build would make.
+    pub calls: PlanCalls,
+    pub provider: &'static str,
+    pub unit: &'static str,
+    pub credits: f64,
+    pub usd: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlanTask<'a> {
+    pub name: &'a str,
+    pub kind: crate::compile::TaskKind,
+    pub tab: &'a str,
+    pub node_id: i64,
+    pub title: &'a str,
+    /// 1-based dynamic row.
+    pub row: Option<usize>,
+    pub key: Option<&'a str>,
+    /// `fresh`, `stale`, `skipped`, `blocked`.
+    pub status: &'static str,
+    /// Why, when not fresh: `{kind, text}` for stale (the kind is the
+    /// reason's fields), `{text}` otherwise; null when fresh.
+    pub reason: serde_json::Value,
+    pub calls: u32,
+    pub credits: f64,
+    pub usd: f64,
+    /// Fresh because its record came from the team cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team_cache: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlanSummary {
+    pub total: usize,
+    pub fresh: usize,
+    pub stale: usize,
+    pub blocked: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlanCalls {
+    pub image: u64,
+    pub video: u64,
 }
 
 /// `Generations/errors.json`: one entry per permanent failure.

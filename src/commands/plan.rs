@@ -213,13 +213,7 @@ pub fn run(args: &BuildArgs) -> Result<i32> {
         Some(cfg) => with_team_cache(cfg, &decider)?,
     };
     if args.json {
-        let mut v = plan_json(&s, &compiled, &p);
-        if let Some(tasks) = v["tasks"].as_array_mut() {
-            for t in tasks {
-                let from_team = t["key"].as_str().is_some_and(|k| team.contains(k));
-                t["team_cache"] = from_team.into();
-            }
-        }
+        let v = plan_json(&s, &compiled, &p, Some(&team));
         println!(
             "{}",
             serde_json::to_string_pretty(&v).map_err(|e| Error::internal(e.to_string()))?
@@ -257,8 +251,15 @@ fn with_team_cache(
     Ok((over.plan(), view.from_team()))
 }
 
-pub fn plan_json(s: &Settings, compiled: &Compiled, p: &Plan) -> serde_json::Value {
-    let tasks: Vec<_> = p
+/// The plan as `plan --json` prints it; `team` holds the keys the team
+/// cache made fresh (None: no team cache configured).
+pub fn plan_json<'a>(
+    s: &Settings,
+    compiled: &'a Compiled,
+    p: &'a Plan,
+    team: Option<&BTreeSet<String>>,
+) -> crate::schema::PlanDoc<'a> {
+    let tasks = p
         .items
         .iter()
         .map(|i| {
@@ -269,28 +270,46 @@ pub fn plan_json(s: &Settings, compiled: &Compiled, p: &Plan) -> serde_json::Val
                 Status::Skipped { why } => ("skipped", json!({"text": why})),
                 Status::Blocked { why } => ("blocked", json!({"text": why})),
             };
-            json!({
-                "name": i.name, "kind": i.kind, "tab": t.tab_name, "node_id": t.node_id, "title": t.title,
-                "row": t.row.map(|r| r + 1), "key": i.key, "status": status, "reason": reason,
-                "calls": i.calls, "credits": credits_of(p.unit, i.credits), "usd": usd_of(p.unit, i.credits),
-            })
+            crate::schema::PlanTask {
+                name: &i.name,
+                kind: i.kind,
+                tab: &t.tab_name,
+                node_id: t.node_id,
+                title: &t.title,
+                row: t.row.map(|r| r + 1),
+                key: i.key.as_deref(),
+                status,
+                reason,
+                calls: i.calls,
+                credits: credits_of(p.unit, i.credits),
+                usd: usd_of(p.unit, i.credits),
+                team_cache: team.map(|k| i.key.as_ref().is_some_and(|key| k.contains(key))),
+            }
         })
         .collect();
-    json!({
-        "flow": s.project.flow_path.display().to_string(),
-        "tasks": tasks,
-        "summary": {
-            "total": p.items.len(),
-            "fresh": p.fresh_count(),
-            "stale": p.stale().count(),
-            "blocked": p.items.iter().filter(|i| matches!(i.status, Status::Blocked { .. })).count(),
+    crate::schema::PlanDoc {
+        schema: (),
+        flow: s.project.flow_path.display().to_string(),
+        tasks,
+        summary: crate::schema::PlanSummary {
+            total: p.items.len(),
+            fresh: p.fresh_count(),
+            stale: p.stale().count(),
+            blocked: p
+                .items
+                .iter()
+                .filter(|i| matches!(i.status, Status::Blocked { .. }))
+                .count(),
         },
-        "calls": {"image": p.image_calls, "video": p.video_calls},
-        "provider": s.provider.as_str(),
-        "unit": p.unit.as_str(),
-        "credits": credits_of(p.unit, p.credits),
-        "usd": usd_of(p.unit, p.credits),
-    })
+        calls: crate::schema::PlanCalls {
+            image: p.image_calls,
+            video: p.video_calls,
+        },
+        provider: s.provider.as_str(),
+        unit: p.unit.as_str(),
+        credits: credits_of(p.unit, p.credits),
+        usd: usd_of(p.unit, p.credits),
+    }
 }
 
 /// An amount as the `credits` field of a JSON summary: the amount on
