@@ -401,9 +401,7 @@ async fn execute(
         (None, None)
     } else if s.sim {
         // One simulator speaks both protocols on one port.
-        let h = nbbuild_sim::start(nbbuild_sim::SimConfig::default(), 0)
-            .await
-            .map_err(|e| Error::env("cannot start the built-in simulator").cause(e.to_string()))?;
+        let h = super::sim::BuiltIn::start().await?;
         let url = h.url();
         sim = Some(h);
         (Some(url), None)

@@ -1,8 +1,50 @@
-//! `nbbuild sim`: the G-Labs simulator on loopback.
+//! `nbbuild sim`: the simulator on loopback (G-Labs and the Gemini API on
+//! one port), and the one `--sim` builds start in-process. Both need the
+//! default `sim` cargo feature; without it they say so.
 
 use crate::cli::SimArgs;
 use crate::error::{Error, Result};
 
+/// The simulator a `--sim` build runs against, in this process.
+pub struct BuiltIn {
+    #[cfg(feature = "sim")]
+    handle: nbbuild_sim::SimHandle,
+}
+
+impl BuiltIn {
+    /// Start it on a free loopback port.
+    pub async fn start() -> Result<BuiltIn> {
+        #[cfg(feature = "sim")]
+        {
+            let handle = nbbuild_sim::start(nbbuild_sim::SimConfig::default(), 0)
+                .await
+                .map_err(|e| {
+                    Error::env("cannot start the built-in simulator").cause(e.to_string())
+                })?;
+            Ok(BuiltIn { handle })
+        }
+        #[cfg(not(feature = "sim"))]
+        Err(without_sim())
+    }
+    pub fn url(&self) -> String {
+        #[cfg(feature = "sim")]
+        return self.handle.url();
+        #[cfg(not(feature = "sim"))]
+        String::new()
+    }
+    pub async fn shutdown(self) {
+        #[cfg(feature = "sim")]
+        self.handle.shutdown().await;
+    }
+}
+
+#[cfg(not(feature = "sim"))]
+fn without_sim() -> Error {
+    Error::usage("this nbbuild was built without the simulator (cargo feature `sim`)")
+        .hint("pass --server URL for a real service, or build with the default features")
+}
+
+#[cfg(feature = "sim")]
 pub fn config(a: &SimArgs) -> nbbuild_sim::SimConfig {
     nbbuild_sim::SimConfig {
         api_key: a.api_key.clone(),
@@ -28,6 +70,12 @@ pub fn config(a: &SimArgs) -> nbbuild_sim::SimConfig {
     }
 }
 
+#[cfg(not(feature = "sim"))]
+pub fn run(_: &SimArgs) -> Result<i32> {
+    Err(without_sim())
+}
+
+#[cfg(feature = "sim")]
 pub fn run(a: &SimArgs) -> Result<i32> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -43,7 +91,7 @@ pub fn run(a: &SimArgs) -> Result<i32> {
     Ok(0)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sim"))]
 mod tests {
     use super::config;
     use crate::cli::{Cli, Command};
