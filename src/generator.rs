@@ -116,6 +116,32 @@ pub async fn stream_to(
     Ok(size)
 }
 
+/// A request that got no HTTP answer, classified the same way for every
+/// route: refused connection = the service is down (the run halts),
+/// timeout or a cut connection = transient. `service` names it in
+/// messages (`G-Labs`, `the Gemini API`), `base` is its URL (never a key).
+pub fn network_error(e: reqwest::Error, service: &str, base: &str) -> ApiError {
+    if e.is_connect() {
+        ApiError::Down {
+            message: format!("cannot connect to {service} at {base}"),
+        }
+    } else if e.is_timeout() {
+        ApiError::Transient {
+            message: format!("{service} at {base} did not answer in time"),
+            retry_after: None,
+        }
+    } else {
+        // Without the URL in reqwest's message: it is ours and adds nothing.
+        ApiError::Transient {
+            message: format!(
+                "connection to {service} failed: {}",
+                crate::glabs::client::describe(&e)
+            ),
+            retry_after: None,
+        }
+    }
+}
+
 /// No server configured: a run with nothing to generate needs none, and
 /// anything that tries to reach one is told so (it halts the run).
 pub struct Unreachable;

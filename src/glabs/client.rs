@@ -288,22 +288,7 @@ impl Client {
     }
 
     fn network_error(&self, e: reqwest::Error) -> ApiError {
-        if e.is_connect() {
-            ApiError::Down {
-                message: format!("cannot connect to G-Labs at {}", self.base),
-            }
-        } else if e.is_timeout() {
-            ApiError::Transient {
-                message: format!("G-Labs at {} did not answer in time", self.base),
-                retry_after: None,
-            }
-        } else {
-            // Strip the URL from reqwest's message: it is ours and adds nothing.
-            ApiError::Transient {
-                message: format!("connection to G-Labs failed: {}", describe(&e)),
-                retry_after: None,
-            }
-        }
+        crate::generator::network_error(e, "G-Labs", &self.base)
     }
 
     async fn http_error(&self, resp: reqwest::Response) -> ApiError {

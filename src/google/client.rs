@@ -21,7 +21,6 @@ use super::errors::{content_policy, GoogleError, SAFETY_FINISH};
 use super::request;
 use crate::compile::TaskKind;
 use crate::generator::{ApiError, GenInput, Generator, Health, Listed, RemoteStatus, TaskView};
-use crate::glabs::client::describe;
 use crate::glabs::FailureKind;
 use crate::models::{Catalog, Provider};
 use base64::Engine;
@@ -107,21 +106,7 @@ impl Client {
     }
 
     fn network_error(&self, e: reqwest::Error) -> ApiError {
-        if e.is_connect() {
-            ApiError::Down {
-                message: format!("cannot connect to Google's Gemini API at {}", self.base),
-            }
-        } else if e.is_timeout() {
-            ApiError::Transient {
-                message: format!("the Gemini API at {} did not answer in time", self.base),
-                retry_after: None,
-            }
-        } else {
-            ApiError::Transient {
-                message: format!("connection to the Gemini API failed: {}", describe(&e)),
-                retry_after: None,
-            }
-        }
+        crate::generator::network_error(e, "Google's Gemini API", &self.base)
     }
 
     async fn error_of(&self, resp: reqwest::Response, model: &str) -> ApiError {
