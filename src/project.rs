@@ -12,6 +12,9 @@ pub struct Project {
     /// The flow's folder: relative reference paths, nbbuild.toml, default outputs.
     pub dir: PathBuf,
     pub flow: Flow,
+    /// blake3 of the flow file's bytes as they were read and parsed (what
+    /// the no-op skip fingerprints: never a later state of the file).
+    pub source_hash: String,
 }
 
 /// The single non-generated `*.nbflow` in `dir` (make finds its Makefile the same way).
@@ -101,6 +104,7 @@ impl Project {
             flow_path,
             dir,
             flow,
+            source_hash: blake3::hash(text.as_bytes()).to_hex().to_string(),
         })
     }
 

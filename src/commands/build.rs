@@ -263,7 +263,7 @@ pub fn run_with(args: &BuildArgs, hooks: &Hooks) -> Result<i32> {
         }
     };
     let fingerprint = crate::output::fingerprint::of(
-        &s.project.flow_path,
+        &s.project.source_hash,
         &compiled,
         &run_report,
         &layout,
@@ -271,10 +271,9 @@ pub fn run_with(args: &BuildArgs, hooks: &Hooks) -> Result<i32> {
         &record_of,
     );
     phase("fingerprint the outputs");
-    let unchanged = fingerprint
-        .as_deref()
-        .filter(|_| !work_done)
-        .and_then(|f| crate::output::fingerprint::unchanged(&store, &layout, f));
+    let unchanged = (!work_done)
+        .then(|| crate::output::fingerprint::unchanged(&store, &layout, &fingerprint))
+        .flatten();
     let written = match unchanged {
         Some(w) => {
             phase("outputs unchanged since the last build: not written again");
@@ -284,9 +283,7 @@ pub fn run_with(args: &BuildArgs, hooks: &Hooks) -> Result<i32> {
             let w = crate::output::write(&store, &repairer, &s.project.flow, &compiled, &run_report, &layout, &urls, chrono::Local::now()).map_err(|e| {
                 Error::io(format!("cannot write the outputs under {}", s.out.display()), &e).cause("every candidate that arrived is kept in the store: rerunning writes the outputs without new calls")
             })?;
-            if let Some(f) = &fingerprint {
-                crate::output::fingerprint::remember(&store, &layout, f, &w);
-            }
+            crate::output::fingerprint::remember(&store, &layout, &fingerprint, &w);
             w
         }
     };

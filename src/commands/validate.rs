@@ -21,6 +21,7 @@ pub fn run(args: &ValidateArgs) -> Result<i32> {
                 flow_path: path.clone(),
                 dir,
                 flow,
+                source_hash: blake3::hash(text.as_bytes()).to_hex().to_string(),
             };
             let (findings, compiled) = project.check(candidates, args.ref_image.as_deref());
             (findings, compiled.map(|c| c.tasks))

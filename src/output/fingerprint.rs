@@ -31,19 +31,22 @@ struct Last {
     flow_stamp: Option<(u64, i128)>,
 }
 
-/// The fingerprint of the outputs a build would write. `record` gives each
-/// task's stored record (for its earlier takes and QA attempts).
+/// The fingerprint of the outputs a build would write. `flow_hash` is the
+/// hash of the flow text this build parsed (`Project::source_hash`), not of
+/// the file now: an edit saved during the build must not pass for what the
+/// outputs were written from. `record` gives each task's stored record (for
+/// its earlier takes and QA attempts).
 pub fn of<'a>(
-    flow_path: &Path,
+    flow_hash: &str,
     compiled: &Compiled,
     report: &RunReport,
     layout: &Layout,
     urls: &Urls,
     record: &dyn Fn(usize) -> Option<&'a TaskRecord>,
-) -> Option<String> {
+) -> String {
     let mut h = Feed(blake3::Hasher::new());
     h.str("nbbuild outputs v1");
-    h.0.update(&std::fs::read(flow_path).ok()?);
+    h.str(flow_hash);
     h.str(&layout.out.to_string_lossy());
     h.str(&layout.wf);
     h.str(&layout.ver);
@@ -87,7 +90,7 @@ pub fn of<'a>(
             None => h.str("no record"),
         }
     }
-    Some(h.0.finalize().to_hex().to_string())
+    h.0.finalize().to_hex().to_string()
 }
 
 /// Length-prefixed fields, so no two different inputs hash alike.
