@@ -146,18 +146,7 @@ fn chain(rt: &tokio::runtime::Runtime) {
     let (still, clip) = (200u64, 2000u64);
     for critical_first in [false, true] {
         let dir = setup_dir();
-        let text = nbbuild::synth::chain_flow(10, 20, "refs/avatar.png").to_string();
-        let flow = Flow::parse(&text).unwrap();
-        let exists = |_: &str| true;
-        let c = compile(
-            &flow,
-            &CompileOptions {
-                candidates: 4,
-                ref_image: None,
-                file_exists: &exists,
-            },
-        )
-        .unwrap();
+        let c = nbbuild::synth::compile_chain(10, 20, 4);
         let (stills, clips) = c.tasks.iter().fold((0u64, 0u64), |(s, v), t| match t.kind {
             nbbuild::compile::TaskKind::Image => (s + 1, v),
             nbbuild::compile::TaskKind::Video => (s, v + 1),
@@ -208,18 +197,7 @@ fn capacity(rt: &tokio::runtime::Runtime) {
     let still = 300u64;
     for adaptive in [false, true] {
         let dir = setup_dir();
-        let text = nbbuild::synth::chain_flow(0, 60, "refs/avatar.png").to_string();
-        let flow = Flow::parse(&text).unwrap();
-        let exists = |_: &str| true;
-        let c = compile(
-            &flow,
-            &CompileOptions {
-                candidates: 1,
-                ref_image: None,
-                file_exists: &exists,
-            },
-        )
-        .unwrap();
+        let c = nbbuild::synth::compile_chain(0, 60, 1);
         let bound = c.tasks.len() as u64 * still / 3;
         let sim = rt
             .block_on(nbbuild_sim::start(

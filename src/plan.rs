@@ -541,20 +541,7 @@ mod tests {
     }
 
     fn compiled(candidates: u32) -> Arc<Compiled> {
-        let text = crate::synth::chain_flow(2, 1, "refs/avatar.png").to_string();
-        let flow = crate::flow::Flow::parse(&text).unwrap();
-        let exists = |_: &str| true;
-        Arc::new(
-            crate::compile::compile(
-                &flow,
-                &crate::compile::CompileOptions {
-                    candidates,
-                    ref_image: None,
-                    file_exists: &exists,
-                },
-            )
-            .unwrap(),
-        )
+        Arc::new(crate::synth::compile_chain(2, 1, candidates))
     }
 
     fn index(c: &Compiled, kind: TaskKind, name: &str) -> usize {

@@ -207,3 +207,24 @@ pub fn chain_flow(chain: usize, independent: usize, reference: &str) -> Value {
         "canvasState": {"offsetX": 0, "offsetY": 0, "scale": 1}, "drawingData": [], "saveCounter": 0});
     json!({"format": "ducted-project", "version": "0.8.5", "name": "CHAIN1-V0-1", "tabs": [tab]})
 }
+
+/// [`chain_flow`] compiled with `candidates` per task, every reference taken
+/// as present: the task graph tests and benchmarks schedule.
+pub fn compile_chain(
+    chain: usize,
+    independent: usize,
+    candidates: u32,
+) -> crate::compile::Compiled {
+    let text = chain_flow(chain, independent, "refs/avatar.png").to_string();
+    let flow = crate::flow::Flow::parse(&text).expect("a synthetic flow parses");
+    let exists = |_: &str| true;
+    crate::compile::compile(
+        &flow,
+        &crate::compile::CompileOptions {
+            candidates,
+            ref_image: None,
+            file_exists: &exists,
+        },
+    )
+    .expect("a synthetic flow compiles")
+}

@@ -423,18 +423,7 @@ mod critical_path_tests {
 
     #[test]
     fn the_chain_that_bounds_the_run_comes_first() {
-        let text = crate::synth::chain_flow(3, 2, "refs/avatar.png").to_string();
-        let flow = crate::flow::Flow::parse(&text).unwrap();
-        let exists = |_: &str| true;
-        let c = crate::compile::compile(
-            &flow,
-            &crate::compile::CompileOptions {
-                candidates: 1,
-                ref_image: None,
-                file_exists: &exists,
-            },
-        )
-        .unwrap();
+        let c = crate::synth::compile_chain(3, 2, 1);
         let p = critical_path(&c);
         let of = |kind: TaskKind, name: &str| {
             let t = c

@@ -212,18 +212,7 @@ mod tests {
     use super::*;
 
     fn sample() -> (String, RemoteRecord) {
-        let text = crate::synth::chain_flow(1, 0, "refs/avatar.png").to_string();
-        let flow = crate::flow::Flow::parse(&text).unwrap();
-        let exists = |_: &str| true;
-        let c = crate::compile::compile(
-            &flow,
-            &crate::compile::CompileOptions {
-                candidates: 1,
-                ref_image: None,
-                file_exists: &exists,
-            },
-        )
-        .unwrap();
+        let c = crate::synth::compile_chain(1, 0, 1);
         let pre = Preimage::new(&c.tasks[0], vec![]);
         let key = pre.key();
         let rec = TaskRecord {
