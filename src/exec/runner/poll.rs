@@ -4,37 +4,60 @@
 use super::*;
 
 /// Latencies seen in this run, per model: when to poll next (issue 11.4).
+///
+/// A finished task tells two things: the last poll that still saw it
+/// running (`ran`) and the poll that saw it done (`noticed`). Its true
+/// latency lies between them. Waiting until the fastest `noticed` and
+/// polling from there (the first version) kept each task's lag in the next
+/// estimate, so a 2 s clip was noticed ~200 ms late for the whole run; the
+/// dense window now opens at the latest `ran` (no later than the fastest
+/// `noticed`), so the window closes in on the latency as tasks finish.
 #[derive(Default)]
 pub struct Latencies {
-    seen: std::sync::Mutex<std::collections::HashMap<String, std::collections::VecDeque<Duration>>>,
+    seen: std::sync::Mutex<std::collections::HashMap<String, std::collections::VecDeque<Seen>>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    ran: Duration,
+    noticed: Duration,
 }
 
 impl Latencies {
-    /// How long a finished task of `model` took (submit to noticed done).
-    pub fn seen(&self, model: &str, took: Duration) {
+    /// A finished task of `model`: still running at `ran` after its
+    /// submission, seen done at `noticed`.
+    pub fn seen(&self, model: &str, ran: Duration, noticed: Duration) {
         let mut m = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let v = m.entry(model.to_string()).or_default();
-        v.push_back(took);
+        v.push_back(Seen {
+            ran: ran.min(noticed),
+            noticed,
+        });
         if v.len() > 8 {
             v.pop_front();
         }
     }
 
     /// The wait before the next poll of a task of `model` running for
-    /// `elapsed`: until the fastest recent finish, then densely (a twentieth
-    /// of that latency, at least 20 ms, at most `poll_start`) for half as long
-    /// again, about ten polls; None (the default schedule) when nothing was
-    /// seen yet or the task is past that window, so a slow server is never
-    /// hammered.
+    /// `elapsed`: until the window where recent tasks finished opens (the
+    /// latest moment one was still running, no later than the fastest
+    /// finish), then densely (a fortieth of the fastest latency, at least
+    /// 20 ms, at most `poll_max`) until one and a half times the slowest
+    /// recent finish, about twenty polls at most; None (the default schedule)
+    /// when nothing was seen yet or the task is past that window, so a slow
+    /// server is never hammered.
     pub fn next_poll(&self, model: &str, elapsed: Duration, p: &Policy) -> Option<Duration> {
         let m = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let expected = *m.get(model)?.iter().min()?;
+        let recent = m.get(model)?;
+        let fastest = recent.iter().map(|s| s.noticed).min()?;
+        let slowest = recent.iter().map(|s| s.noticed).max()?;
+        let opens = recent.iter().map(|s| s.ran).max()?.min(fastest);
         // Never below 20 ms, unless the policy's own floor is lower.
         let floor = Duration::from_millis(20).min(p.poll_start);
-        let dense = (expected / 20).clamp(floor, p.poll_start.max(floor));
-        if elapsed + dense < expected {
-            Some((expected - elapsed).min(p.poll_max))
-        } else if elapsed < expected + expected / 2 {
+        let dense = (fastest / 40).clamp(floor, p.poll_max.max(floor));
+        if elapsed + floor < opens {
+            Some((opens - elapsed).min(p.poll_max))
+        } else if elapsed < slowest + slowest / 2 {
             Some(dense)
         } else {
             None
@@ -61,11 +84,16 @@ pub(super) async fn poll(ctx: &Ctx, job: &CandidateJob, id: &str, submitted_ms: 
         .unwrap_or_else(Instant::now);
     let deadline = Instant::now() + job.timeout.saturating_sub(elapsed_before);
     let mut errors = 0;
+    // The last moment the task was seen running (for the latency model).
+    let mut ran = Duration::ZERO;
     let (kind, prompt) = (job.request.kind_name(), job.request.prompt.as_str());
     loop {
         if ctx.interrupted() {
             return Polled::Stopped;
         }
+        // Before asking: a task still running when the server answers was
+        // running at this moment too.
+        let asked = started.elapsed();
         let status = match ctx.generator.status(id).await {
             Ok(view) if !view.is_ours(kind, prompt) => {
                 return Polled::NotOurs(format!(
@@ -79,11 +107,14 @@ pub(super) async fn poll(ctx: &Ctx, job: &CandidateJob, id: &str, submitted_ms: 
         };
         match status {
             Ok(RemoteStatus::Completed { results }) => {
-                ctx.latencies.seen(&job.model, started.elapsed());
+                ctx.latencies.seen(&job.model, ran, started.elapsed());
                 return Polled::Done(results);
             }
             Ok(RemoteStatus::Failed(e)) => return Polled::Failed(e),
-            Ok(RemoteStatus::Waiting) => errors = 0,
+            Ok(RemoteStatus::Waiting) => {
+                errors = 0;
+                ran = asked;
+            }
             Err(ApiError::Lost) => return Polled::Lost,
             Err(
                 e @ (ApiError::Transient { .. }
@@ -126,8 +157,12 @@ pub(super) async fn poll(ctx: &Ctx, job: &CandidateJob, id: &str, submitted_ms: 
 mod latency_tests {
     use super::*;
 
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
     #[test]
-    fn polls_densely_around_the_expected_finish_whatever_the_policy() {
+    fn polls_from_where_tasks_were_last_seen_running_then_densely() {
         let l = Latencies::default();
         let p = Policy::default();
         assert_eq!(
@@ -135,27 +170,62 @@ mod latency_tests {
             None,
             "nothing seen yet"
         );
-        l.seen("m", Duration::from_secs(2));
-        // Wait until the expected finish, then a twentieth of it apart.
+        // Seen running at 1.6 s, done at 2.3 s: the next task is first
+        // asked at 1.6 s, then every fortieth of 2.3 s.
+        l.seen("m", ms(1600), ms(2300));
+        assert_eq!(l.next_poll("m", ms(500), &p), Some(ms(1100)));
         assert_eq!(
-            l.next_poll("m", Duration::from_millis(500), &p),
-            Some(Duration::from_millis(1500))
+            l.next_poll("m", ms(1600), &p),
+            Some(Duration::from_micros(57_500))
         );
-        assert_eq!(
-            l.next_poll("m", Duration::from_millis(1990), &p),
-            Some(Duration::from_millis(100))
-        );
-        // Past one and a half times the expected latency: the default schedule.
-        assert_eq!(l.next_poll("m", Duration::from_secs(4), &p), None);
+        // Past one and a half times the slowest finish: the default schedule.
+        assert_eq!(l.next_poll("m", ms(3500), &p), None);
+        // A later task seen running at 1.95 s narrows the window.
+        l.seen("m", ms(1950), ms(2010));
+        assert_eq!(l.next_poll("m", ms(0), &p), Some(ms(1950)));
         // A policy polling faster than 20 ms (benchmarks) never panics.
         let fast = Policy {
-            poll_start: Duration::from_millis(1),
+            poll_start: ms(1),
             ..Policy::default()
         };
-        l.seen("fast", Duration::from_millis(10));
-        assert_eq!(
-            l.next_poll("fast", Duration::from_millis(10), &fast),
-            Some(Duration::from_millis(1))
+        l.seen("fast", ms(5), ms(10));
+        assert_eq!(l.next_poll("fast", ms(10), &fast), Some(ms(1)));
+    }
+
+    /// Issue 11.4 against a server whose tasks take exactly 2 s: the lag
+    /// between the finish and the poll that sees it falls to the dense
+    /// interval, instead of carrying the first task's lag through the run
+    /// (the first version noticed every 2 s clip ~200 ms late).
+    #[test]
+    fn the_lag_behind_a_steady_latency_shrinks_to_the_dense_interval() {
+        let l = Latencies::default();
+        let p = Policy::default();
+        let latency = ms(2000);
+        let mut lags = vec![];
+        for _ in 0..6 {
+            let (mut t, mut ran) = (Duration::ZERO, Duration::ZERO);
+            loop {
+                if t >= latency {
+                    break;
+                }
+                ran = t;
+                t += l
+                    .next_poll("clip", t, &p)
+                    .unwrap_or_else(|| (t / 5).clamp(p.poll_start, p.poll_max));
+            }
+            lags.push(t - latency);
+            l.seen("clip", ran, t);
+        }
+        assert!(
+            lags[0] >= ms(100),
+            "the default schedule is coarse: {lags:?}"
         );
+        let dense = ms(2000 + lags[0].as_millis() as u64) / 40;
+        for lag in &lags[2..] {
+            assert!(
+                *lag <= dense,
+                "lags {lags:?} over the dense interval {dense:?}"
+            );
+        }
     }
 }
