@@ -1,12 +1,20 @@
 //! The cap on candidates in flight at G-Labs, adaptive (issue 11.5): a 429
 //! lowers it to three quarters (multiplicative decrease, about CUBIC's 0.7;
-//! halving fell far below a server's capacity), a run of successes as long as the
-//! cap raises it by one, never above `--concurrency` and never below 1. The
-//! cap a 429 came at is remembered: climbing stops one below it, and only a
-//! long run of successes there (eight times the cap) probes one higher, so
-//! a server with a fixed capacity is asked past it rarely. A permit is held
-//! from submission until the service reports the generation done (its
-//! capacity is free then, while the file comes down); QA takes none.
+//! halving fell far below a server's capacity), and never above the number
+//! of our submissions the server had accepted and not yet finished when it
+//! refused, when it held any (it was full with those: a burst of 5 at a
+//! server holding 3 goes to 3 at once). A run of successes as long as the cap raises it by one,
+//! never above `--concurrency` and never below 1. The cap a 429 came at is
+//! remembered: climbing stops at the ceiling (what the server held when it
+//! refused, below the cap it refused at), and only a long run of successes
+//! there (eight times the cap) probes one higher, so a server with a fixed
+//! capacity is asked past it rarely. The cap drops once per burst, as TCP
+//! halves once per window: 429s to submissions sent before the last
+//! decrease say what that decrease already answered (two refusals from one
+//! burst took the cap to 2, where the long probe kept it for seconds). A
+//! permit is held from submission until the service reports the generation
+//! done (its capacity is free then, while the file comes down); QA takes
+//! none.
 //!
 //! Waiting candidates are served by priority, highest first (the scheduler
 //! passes the longest latency-weighted path from the candidate's task to
@@ -23,7 +31,11 @@ struct State {
     /// The highest cap worth trying: one below where the last 429 came.
     ceiling: usize,
     in_flight: usize,
+    /// Permits whose submission the server accepted (it holds the task).
+    accepted: usize,
     successes: usize,
+    /// Decreases so far: a permit remembers the epoch it was taken in.
+    epoch: u64,
     closed: bool,
     /// Waiting tickets, best first: (higher priority, earlier arrival).
     queue: std::collections::BTreeSet<(std::cmp::Reverse<u64>, u64)>,
@@ -45,11 +57,26 @@ pub struct Limiter {
 #[derive(Debug)]
 pub struct Permit {
     limiter: Arc<Limiter>,
+    epoch: u64,
+    accepted: bool,
+}
+
+impl Permit {
+    /// The cap's epoch when this permit was taken: pass it to
+    /// [`Limiter::backoff`] if the submission made under it is refused.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.limiter.lock().in_flight -= 1;
+        let mut st = self.limiter.lock();
+        st.in_flight -= 1;
+        if self.accepted {
+            st.accepted -= 1;
+        }
+        drop(st);
         self.limiter.changed.notify_waiters();
     }
 }
@@ -68,7 +95,9 @@ impl Limiter {
                 limit: max,
                 ceiling: max,
                 in_flight: 0,
+                accepted: 0,
                 successes: 0,
+                epoch: 0,
                 closed: false,
                 queue: std::collections::BTreeSet::new(),
                 arrivals: 0,
@@ -121,34 +150,56 @@ impl Limiter {
                     st.queue.remove(&ticket);
                     st.in_flight += 1;
                     self.peak.fetch_max(st.in_flight, Ordering::Relaxed);
+                    let epoch = st.epoch;
                     drop(st);
                     drop(waiting);
-                    return Ok(Permit { limiter: self });
+                    return Ok(Permit {
+                        limiter: self,
+                        epoch,
+                        accepted: false,
+                    });
                 }
             }
             notified.await;
         }
     }
 
-    /// The server pushed back (429): lower the cap to three quarters.
-    pub fn backoff(&self) {
+    /// The server pushed back (429) on a submission made under a permit of
+    /// `epoch`: lower the cap to three quarters, and to what the server held
+    /// of ours, unless the cap was lowered since that submission was sent.
+    pub fn backoff(&self, epoch: u64) {
         if !self.adaptive {
             return;
         }
         let mut st = self.lock();
-        st.ceiling = st.limit.saturating_sub(1).max(1);
-        st.limit = (st.limit * 3 / 4).max(1);
+        if epoch < st.epoch {
+            return;
+        }
+        st.epoch += 1;
+        // None of ours held: the refusal says nothing about our share.
+        let held = if st.accepted > 0 {
+            st.accepted
+        } else {
+            usize::MAX
+        };
+        st.ceiling = st.limit.saturating_sub(1).min(held).max(1);
+        st.limit = (st.limit * 3 / 4).min(st.ceiling).max(1);
         st.successes = 0;
     }
 
-    /// A submission was accepted: after as many in a row as the cap, raise it
-    /// by one, up to the ceiling; at the ceiling, after eight times as many,
-    /// probe one above it.
-    pub fn success(&self) {
+    /// The submission made under `permit` was accepted: the server holds it
+    /// until the permit is dropped. After as many in a row as the cap, raise
+    /// the cap by one, up to the ceiling; at the ceiling, after eight times
+    /// as many, probe one above it.
+    pub fn success(&self, permit: &mut Permit) {
+        let mut st = self.lock();
+        if !permit.accepted {
+            permit.accepted = true;
+            st.accepted += 1;
+        }
         if !self.adaptive {
             return;
         }
-        let mut st = self.lock();
         st.successes += 1;
         let raise = if st.limit < st.ceiling {
             st.successes >= st.limit
@@ -162,6 +213,11 @@ impl Limiter {
             drop(st);
             self.changed.notify_waiters();
         }
+    }
+
+    /// The present epoch (the number of decreases so far).
+    pub fn epoch(&self) -> u64 {
+        self.lock().epoch
     }
 
     /// The present cap.
@@ -184,26 +240,32 @@ impl Limiter {
 mod tests {
     use super::*;
 
+    /// One accepted submission: take a permit, have it accepted, give it back.
+    async fn succeed(l: &Arc<Limiter>) {
+        let mut p = l.clone().acquire_owned(0).await.unwrap();
+        l.success(&mut p);
+    }
+
     #[tokio::test]
     async fn drops_on_pushback_and_climbs_back_by_one_after_a_run_of_successes() {
         let l = Arc::new(Limiter::new(4));
         assert_eq!(l.limit(), 4);
-        l.backoff();
+        l.backoff(l.epoch());
         assert_eq!(l.limit(), 3);
-        l.backoff();
+        l.backoff(l.epoch());
         assert_eq!(l.limit(), 2);
-        l.backoff();
+        l.backoff(l.epoch());
         assert_eq!(l.limit(), 1, "never below 1");
         // The last 429 came at 1: one is the ceiling until a long run there
         // (8 successes) probes 2.
         for _ in 0..7 {
-            l.success();
+            succeed(&l).await;
         }
         assert_eq!(l.limit(), 1);
-        l.success();
+        succeed(&l).await;
         assert_eq!(l.limit(), 2);
         for _ in 0..200 {
-            l.success();
+            succeed(&l).await;
         }
         assert_eq!(l.limit(), 4, "never above the maximum");
     }
@@ -211,18 +273,46 @@ mod tests {
     #[tokio::test]
     async fn climbing_stops_below_the_cap_a_429_came_at() {
         let l = Arc::new(Limiter::new(5));
-        l.backoff(); // at 5: the server holds fewer
+        l.backoff(l.epoch()); // at 5, with none of ours held
         assert_eq!(l.limit(), 3);
         for _ in 0..3 {
-            l.success();
+            succeed(&l).await;
         }
         assert_eq!(l.limit(), 4, "3 -> 4 after a run of 3");
         for _ in 0..31 {
-            l.success();
+            succeed(&l).await;
         }
         assert_eq!(l.limit(), 4, "4 is the ceiling until 32 successes there");
-        l.success();
+        succeed(&l).await;
         assert_eq!(l.limit(), 5);
+    }
+
+    #[tokio::test]
+    async fn refusals_of_one_burst_lower_the_cap_once_to_what_the_server_held() {
+        let l = Arc::new(Limiter::new(5));
+        let mut burst = Vec::new();
+        for _ in 0..5 {
+            burst.push(l.clone().acquire_owned(0).await.unwrap());
+        }
+        // A server holding 3 accepts three of the five and refuses two.
+        for p in burst.iter_mut().take(3) {
+            l.success(p);
+        }
+        let (a, b) = (burst.pop().unwrap(), burst.pop().unwrap());
+        l.backoff(a.epoch());
+        l.backoff(b.epoch());
+        drop((a, b));
+        assert_eq!(l.limit(), 3, "one decrease for one burst, to the 3 held");
+        drop(burst);
+        // Climbing stops there: only a long run probes 4.
+        for _ in 0..23 {
+            succeed(&l).await;
+        }
+        assert_eq!(l.limit(), 3);
+        // A refusal of a submission sent under the lowered cap counts again.
+        let c = l.clone().acquire_owned(0).await.unwrap();
+        l.backoff(c.epoch());
+        assert_eq!(l.limit(), 2);
     }
 
     #[tokio::test]
@@ -270,8 +360,8 @@ mod tests {
     #[tokio::test]
     async fn no_more_in_flight_than_the_cap() {
         let l = Arc::new(Limiter::new(3));
-        l.backoff(); // cap 2
-        l.backoff(); // cap 1
+        l.backoff(l.epoch()); // cap 2
+        l.backoff(l.epoch()); // cap 1
         assert_eq!(l.limit(), 1);
         let a = l.clone().acquire_owned(0).await.unwrap();
         let waiting = tokio::spawn(l.clone().acquire_owned(0));

@@ -175,6 +175,8 @@ pub(super) async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate,
                 .await
                 .map_err(|_| fail(FailureKind::ApiError, attempt, "scheduler closed".into()))?,
         );
+        // The cap's epoch this submission is sent in (see Limiter::backoff).
+        let epoch = permit.as_ref().map(|p| p.epoch()).unwrap_or_default();
         let (id, submitted) = match remote.take() {
             Some((id, submitted)) => {
                 ctx.report.event(Event::Reattached {
@@ -217,7 +219,7 @@ pub(super) async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate,
                 let out = Outstanding::new(ctx, job);
                 match ctx.generator.submit(&job.request).await {
                     Ok(id) => {
-                        accepted(ctx, job);
+                        accepted(ctx, job, &mut permit);
                         let f = InFlight {
                             slot: job.slot,
                             remote_task: id.clone(),
@@ -235,7 +237,7 @@ pub(super) async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate,
                         drop(out);
                         match adopt(ctx, job, sent_at, attempt).await? {
                             Some(id) => {
-                                accepted(ctx, job);
+                                accepted(ctx, job, &mut permit);
                                 (id, sent_at)
                             }
                             None => {
@@ -262,7 +264,7 @@ pub(super) async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate,
                         clear_mark(ctx, job).await;
                         drop(permit.take());
                         ctx.release(job.price);
-                        match on_error(ctx, &e) {
+                        match on_error(ctx, &e, epoch) {
                             // 429, or a 5xx answer to the submit: G-Labs said
                             // nothing about the generation, so no attempt is
                             // spent; --max-wait without progress ends it.
@@ -333,7 +335,7 @@ pub(super) async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate,
                     policy_retries += 1;
                     Step::Again { why: message }
                 }
-                e => on_error(ctx, &e),
+                e => on_error(ctx, &e, epoch),
             },
             Polled::NotOurs(what) => {
                 lost += 1;
@@ -392,7 +394,7 @@ pub(super) async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate,
                     continue;
                 }
                 if !transient_error {
-                    on_error(ctx, &e); // stops the run for a dead server or a refused key
+                    on_error(ctx, &e, epoch); // stops the run for a dead server or a refused key
                 }
                 return Err(fail(
                     e.kind(),
@@ -453,13 +455,15 @@ async fn fetch_released(
 }
 
 /// A submission G-Labs accepted: counted, the cap may climb, progress made.
-pub(super) fn accepted(ctx: &Ctx, job: &CandidateJob) {
+pub(super) fn accepted(ctx: &Ctx, job: &CandidateJob, permit: &mut Option<super::limiter::Permit>) {
     ctx.count_call(job.kind);
     ctx.report.event(Event::Accepted {
         task: job.task.clone(),
         slot: job.slot,
     });
-    ctx.slots.success();
+    if let Some(p) = permit.as_mut() {
+        ctx.slots.success(p);
+    }
     ctx.last_progress
         .store(now_ms(), std::sync::atomic::Ordering::SeqCst);
 }
@@ -528,7 +532,8 @@ pub(super) async fn retry_later(
     true
 }
 
-pub(super) fn on_error(ctx: &Ctx, e: &ApiError) -> Step {
+/// What to do about an error to a request made in the cap's `epoch`.
+pub(super) fn on_error(ctx: &Ctx, e: &ApiError, epoch: u64) -> Step {
     match e {
         ApiError::Transient {
             message,
@@ -557,7 +562,7 @@ pub(super) fn on_error(ctx: &Ctx, e: &ApiError) -> Step {
             message,
             retry_after,
         } => {
-            ctx.slots.backoff();
+            ctx.slots.backoff(epoch);
             Step::Pace {
                 why: message.clone(),
                 retry_after: *retry_after,
