@@ -9,8 +9,8 @@
 //! what to do from the class alone, whatever the protocol.
 
 use crate::compile::{Params, Task, TaskKind};
-pub use crate::glabs::client::{ApiError, Health, Listed, RemoteStatus, TaskView};
 pub use crate::glabs::RefImage;
+pub use crate::glabs::{ApiError, Health, Listed, RemoteStatus, TaskView};
 use async_trait::async_trait;
 
 /// One candidate's request, protocol-neutral: each generator builds its own
@@ -98,10 +98,7 @@ pub async fn stream_to(
     }
     let mut size = 0u64;
     while let Some(chunk) = resp.chunk().await.map_err(|e| ApiError::Transient {
-        message: format!(
-            "download interrupted: {}",
-            crate::glabs::client::describe(&e)
-        ),
+        message: format!("download interrupted: {}", crate::http::describe(&e)),
         retry_after: None,
     })? {
         size += chunk.len() as u64;
@@ -135,7 +132,7 @@ pub fn network_error(e: reqwest::Error, service: &str, base: &str) -> ApiError {
         ApiError::Transient {
             message: format!(
                 "connection to {service} failed: {}",
-                crate::glabs::client::describe(&e)
+                crate::http::describe(&e)
             ),
             retry_after: None,
         }
