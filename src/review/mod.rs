@@ -12,7 +12,8 @@
 //!   refused when the file changed on disk;
 //! - `quote`: what a re-roll spends and what it invalidates, from the plan;
 //! - `security`: token -> cookie, Host allowlist, CSRF, headers;
-//! - `api`: the JSON API (docs/review.md);
+//! - `api/`: the JSON API (docs/review.md): the shared frame and the
+//!   state (`mod.rs`), picks and flags (`pick`), quotes and re-rolls (`reroll`);
 //! - `server`: routes, media by content hash, server-sent events;
 //! - `export`: the page as static files.
 
