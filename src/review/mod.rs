@@ -7,6 +7,7 @@
 //!
 //! - `access`: the store, opened only while a request reads or acts, so a
 //!   build from another terminal is never blocked;
+//! - `flow_read`: the flow as one request reads it, and the page's task ids;
 //! - `snapshot`: flow + store + plan read into the page's view model;
 //! - `flow_edit`: picks and prompt edits written atomically, with a backup,
 //!   refused when the file changed on disk;
@@ -22,6 +23,7 @@ pub mod api;
 mod assets;
 pub mod export;
 pub mod flow_edit;
+pub mod flow_read;
 pub mod quote;
 pub mod security;
 pub mod server;

@@ -13,8 +13,9 @@ pub use reroll::{quote, reroll};
 
 use super::access::Unavailable;
 use super::flow_edit::EditError;
+use super::flow_read::{find_task, load, Loaded};
 use super::server::App;
-use super::snapshot::{self, find_task, load, plan_summary, Extra, Loaded};
+use super::snapshot::{self, plan_summary, Extra};
 use crate::commands::plan::make_plan;
 use crate::compile::Compiled;
 use crate::error::Error;

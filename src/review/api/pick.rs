@@ -5,8 +5,9 @@
 use super::{after_edit, blocking, candidate, compiled, task, writable, ApiError, ApiResult};
 use crate::commands::plan::make_plan;
 use crate::review::flow_edit::{pick_value, set_pick, write_flow};
+use crate::review::flow_read::{gates_of, load};
 use crate::review::server::App;
-use crate::review::snapshot::{self, gates_of, load};
+use crate::review::snapshot;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;

@@ -8,9 +8,9 @@ use crate::compile::Compiled;
 use crate::error::Error;
 use crate::progress::{Event, Reporter};
 use crate::review::flow_edit::{set_prompt, write_flow};
+use crate::review::flow_read::{load, prompt_node, task_id, Loaded};
 use crate::review::quote::{quote as make_quote, spend_id, Quote};
 use crate::review::server::{App, Busy};
-use crate::review::snapshot::{self, load, task_id, Loaded};
 use crate::settings::Settings;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -60,7 +60,7 @@ fn quote_for(
     let stale_now: BTreeSet<String> = now.stale().map(|i| task_id(&c.tasks[i.task])).collect();
     let edit = match prompt {
         Some(p) if p != t.prompt => {
-            let (node, plain) = snapshot::prompt_node(&l.s.project.flow, t).ok_or_else(|| {
+            let (node, plain) = prompt_node(&l.s.project.flow, t).ok_or_else(|| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "this task has no prompt node to edit",
