@@ -6,7 +6,7 @@ use super::{blocking, compiled, task, writable, ApiError, ApiResult};
 use crate::commands::plan::make_plan;
 use crate::compile::Compiled;
 use crate::error::Error;
-use crate::progress::{Event, Reporter};
+use crate::progress::{start_line, Event, Reporter};
 use crate::review::flow_edit::{set_prompt, write_flow};
 use crate::review::flow_read::{load, prompt_node, task_id, Loaded};
 use crate::review::quote::{quote as make_quote, spend_id, Quote};
@@ -269,10 +269,7 @@ impl Reporter for Live {
                 calls,
                 credits,
                 unit,
-            } => self.line(format!(
-                "building {tasks} task(s): {calls} call(s), about {}",
-                unit.format(credits)
-            )),
+            } => self.line(start_line(tasks, calls, credits, unit)),
             Event::Submitted {
                 task,
                 slot,
