@@ -80,6 +80,21 @@ pub trait Generator: Send + Sync {
     async fn stop(&self, id: &str);
 }
 
+/// The HTTP client of a generation route: 10 s to connect, 5 minutes for
+/// any answer (a still can take that long); `tune` adds what the route
+/// needs on top (its pool, its redirect policy).
+pub fn http_client(
+    tune: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+) -> Result<reqwest::Client, ApiError> {
+    let builder = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .timeout(std::time::Duration::from_secs(300));
+    tune(builder).build().map_err(|e| ApiError::Permanent {
+        kind: crate::glabs::FailureKind::ApiError,
+        message: format!("cannot build the HTTP client: {e}"),
+    })
+}
+
 /// Stream a produced file's body into `out`, at most `limit` bytes (a
 /// larger one is refused before or while it arrives): the download loop of
 /// every route. Its size.

@@ -34,15 +34,7 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     pub fn new(base: &str, api_key: Option<String>) -> Result<Client, ApiError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(300))
-            .pool_max_idle_per_host(8)
-            .build()
-            .map_err(|e| ApiError::Permanent {
-                kind: FailureKind::ApiError,
-                message: format!("cannot build the HTTP client: {e}"),
-            })?;
+        let http = crate::generator::http_client(|b| b.pool_max_idle_per_host(8))?;
         Ok(Client {
             base: base.trim_end_matches('/').to_string(),
             api_key: api_key.filter(|k| !k.is_empty()),

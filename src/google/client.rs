@@ -58,12 +58,8 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     pub fn new(base: &str, api_key: Option<String>, catalog: Catalog) -> Result<Client, ApiError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(300))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| internal(format!("cannot build the HTTP client: {e}")))?;
+        let http =
+            crate::generator::http_client(|b| b.redirect(reqwest::redirect::Policy::none()))?;
         Ok(Client {
             base: base.trim_end_matches('/').to_string(),
             api_key: api_key.filter(|k| !k.is_empty()),
