@@ -9,8 +9,8 @@
 //! what to do from the class alone, whatever the protocol.
 
 use crate::compile::{Params, Task, TaskKind};
-pub use crate::glabs::client::{ApiError, Health, Listed, RemoteStatus, TaskView};
 pub use crate::glabs::RefImage;
+pub use crate::glabs::{ApiError, Health, Listed, RemoteStatus, TaskView};
 use async_trait::async_trait;
 
 /// One candidate's request, protocol-neutral: each generator builds its own
@@ -80,6 +80,21 @@ pub trait Generator: Send + Sync {
     async fn stop(&self, id: &str);
 }
 
+/// The HTTP client of a generation route: 10 s to connect, 5 minutes for
+/// any answer (a still can take that long); `tune` adds what the route
+/// needs on top (its pool, its redirect policy).
+pub fn http_client(
+    tune: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+) -> Result<reqwest::Client, ApiError> {
+    let builder = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .timeout(std::time::Duration::from_secs(300));
+    tune(builder).build().map_err(|e| ApiError::Permanent {
+        kind: crate::glabs::FailureKind::ApiError,
+        message: format!("cannot build the HTTP client: {e}"),
+    })
+}
+
 /// Stream a produced file's body into `out`, at most `limit` bytes (a
 /// larger one is refused before or while it arrives): the download loop of
 /// every route. Its size.
@@ -98,10 +113,7 @@ pub async fn stream_to(
     }
     let mut size = 0u64;
     while let Some(chunk) = resp.chunk().await.map_err(|e| ApiError::Transient {
-        message: format!(
-            "download interrupted: {}",
-            crate::glabs::client::describe(&e)
-        ),
+        message: format!("download interrupted: {}", crate::http::describe(&e)),
         retry_after: None,
     })? {
         size += chunk.len() as u64;
@@ -135,7 +147,7 @@ pub fn network_error(e: reqwest::Error, service: &str, base: &str) -> ApiError {
         ApiError::Transient {
             message: format!(
                 "connection to {service} failed: {}",
-                crate::glabs::client::describe(&e)
+                crate::http::describe(&e)
             ),
             retry_after: None,
         }

@@ -16,6 +16,7 @@ pub mod generator;
 pub mod glabs;
 pub mod google;
 pub mod holder;
+pub mod http;
 pub mod key;
 pub mod migrate;
 pub mod mirror;

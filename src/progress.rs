@@ -58,6 +58,14 @@ pub enum Event {
     Info(String),
 }
 
+/// The run's first line: `building 5 task(s): 20 call(s), about 20 credits`.
+pub fn start_line(tasks: usize, calls: u64, credits: f64, unit: crate::models::Unit) -> String {
+    format!(
+        "building {tasks} task(s): {calls} call(s), about {}",
+        unit.format(credits)
+    )
+}
+
 /// A task's final line: `built image scene02 (new)`, or for a failure the
 /// reason a person can act on: `failed image scene04: reference ... unavailable`.
 pub fn task_line(task: &str, state: &str, note: &str) -> String {
@@ -96,10 +104,7 @@ impl Reporter for Plain {
                 calls,
                 credits,
                 unit,
-            } => eprintln!(
-                "building {tasks} task(s): {calls} call(s), about {}",
-                unit.format(credits)
-            ),
+            } => eprintln!("{}", start_line(tasks, calls, credits, unit)),
             Event::Submitted {
                 task,
                 slot,

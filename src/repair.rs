@@ -407,7 +407,7 @@ impl Repairer {
             .get(url)
             .send()
             .await
-            .map_err(|e| crate::glabs::client::describe(&e))?;
+            .map_err(|e| crate::http::describe(&e))?;
         if !resp.status().is_success() {
             return Err(format!("HTTP {}", resp.status()));
         }

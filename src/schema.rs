@@ -1,9 +1,9 @@
 //! The JSON nbbuild writes for scripts, as types: the build summary
 //! (`--json`, also kept in the store's run log), `plan --json`,
-//! `errors.json`, `explain --json` and `cache ... --json` (`status --json`
-//! is the live view's own, see holder.md). Every document carries
-//! `schema`, bumped when a field changes meaning or goes away; new fields
-//! may appear within a version. docs/json.md lists them.
+//! `errors.json`, `explain --json`, `cache ... --json` and `status --json`
+//! (a running build's live view, see holder.md, or the last run). Every
+//! document carries `schema`, bumped when a field changes meaning or goes
+//! away; new fields may appear within a version. docs/json.md lists them.
 
 use crate::glabs::FailureKind;
 use crate::key::{Change, Preimage};
@@ -251,6 +251,114 @@ pub struct Problem<'a> {
     pub detail: &'a str,
     pub harmless: bool,
     pub repaired: bool,
+}
+
+/// `nbbuild status --json` while a build runs: its live view, as the
+/// holder's `status` operation answers it (docs/holder.md). Every count
+/// comes from the progress events the terminal shows.
+#[derive(Debug, Serialize)]
+pub struct LiveView<'a> {
+    #[serde(serialize_with = "version")]
+    pub schema: (),
+    /// False once `phase` is `done`.
+    pub running: bool,
+    pub pid: u32,
+    pub flow: &'a str,
+    /// `planning`, `generating`, `publishing`, `writing outputs`, `done`.
+    pub phase: &'static str,
+    pub started_ms: u64,
+    pub elapsed_ms: u64,
+    pub tasks: LiveTasks,
+    pub calls: LiveCalls,
+    pub credits: LiveCredits,
+    pub candidates: LiveCandidates,
+    pub in_flight: Vec<LiveFlight<'a>>,
+    pub failures: &'a [LiveFailure],
+    pub warnings: &'a [String],
+    /// Mean submission-to-stored time per kind, this run's submissions only.
+    pub latency_ms: LiveLatency,
+    /// A rough estimate of the time left; null until it can be made.
+    pub eta_ms: Option<u64>,
+    /// The run's summary as recorded, once `phase` is `done`.
+    pub summary: Option<&'a serde_json::Value>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LiveTasks {
+    pub total: usize,
+    /// Stale tasks in the plan's quote (null before the plan).
+    pub to_build: Option<usize>,
+    pub done: usize,
+    pub running: usize,
+    pub waiting: usize,
+    pub built: usize,
+    pub fresh: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub not_run: usize,
+}
+
+/// Submissions sent (`made`: retries count again), and the plan's calls.
+#[derive(Debug, Serialize)]
+pub struct LiveCalls {
+    pub made: u64,
+    pub image: u64,
+    pub video: u64,
+    pub planned: Option<u64>,
+    pub planned_image: Option<u64>,
+    pub planned_video: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LiveCredits {
+    pub spent: f64,
+    pub quote: Option<f64>,
+    /// `credits` or `usd`.
+    pub unit: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LiveCandidates {
+    pub stored: u64,
+    pub failed: u64,
+}
+
+/// A candidate between its submission (or re-attachment) and its arrival.
+#[derive(Debug, Serialize)]
+pub struct LiveFlight<'a> {
+    pub task: &'a str,
+    pub kind: crate::compile::TaskKind,
+    /// 1-based.
+    pub candidate: u32,
+    pub attempt: u32,
+    pub state: &'static str,
+    pub elapsed_ms: u64,
+}
+
+/// A candidate that failed for good.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveFailure {
+    pub task: String,
+    /// 1-based.
+    pub candidate: u32,
+    pub why: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LiveLatency {
+    pub image: Option<u64>,
+    pub video: Option<u64>,
+}
+
+/// `nbbuild status --json` when no build is running: the last entry of
+/// the store's run log (`{at, summary}`), null when none is recorded.
+#[derive(Debug, Serialize)]
+pub struct LastRun<'a> {
+    #[serde(serialize_with = "version")]
+    pub schema: (),
+    /// Always false: a running build answers with its [`LiveView`].
+    pub running: bool,
+    pub last_run: Option<&'a serde_json::Value>,
 }
 
 /// Writes [`SCHEMA`] for the unit `schema` field every document has.

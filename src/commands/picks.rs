@@ -6,7 +6,8 @@ use crate::cli::{BuildArgs, PicksArgs};
 use crate::error::{Error, Result};
 use crate::flow::Kind;
 use crate::review::access::StoreAccess;
-use crate::review::snapshot::{load, read_live, Extra};
+use crate::review::flow_read::load;
+use crate::review::snapshot::{read_live, Extra};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 

@@ -8,7 +8,8 @@ use crate::cli::StatusArgs;
 use crate::error::{Error, Result};
 use crate::holder::client::{ConnectError, HolderClient};
 use crate::holder::{open_read, Reader};
-use serde_json::{json, Value};
+use crate::schema::LastRun;
+use serde_json::Value;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Duration;
@@ -133,11 +134,17 @@ fn watch(dir: &Path, a: &StatusArgs) -> Result<i32> {
 }
 
 fn print(seen: &Seen, json: bool, watching: bool) -> Result<()> {
-    let v = match seen {
-        Seen::Live(v) => v.clone(),
-        Seen::Last(r) => json!({"running": false, "last_run": r}),
-    };
     if json {
+        // The holder sends its live view already written (schema::LiveView).
+        let v = match seen {
+            Seen::Live(v) => v.clone(),
+            Seen::Last(r) => serde_json::to_value(LastRun {
+                schema: (),
+                running: false,
+                last_run: r.as_ref(),
+            })
+            .map_err(|e| Error::internal(e.to_string()))?,
+        };
         let text = if watching {
             serde_json::to_string(&v)
         } else {

@@ -1,11 +1,16 @@
-//! The G-Labs generation API: the request shapes, the HTTP client, and the
-//! failure classes the runner acts on. The simulator lives in the
-//! `nbbuild-sim` crate and speaks the same protocol over loopback.
+//! The G-Labs generation API: the request shapes (`request`), the HTTP
+//! client (`client`), what it answers (`answers`), and the failure classes
+//! the runner acts on (`errors`). The simulator lives in the `nbbuild-sim`
+//! crate and speaks the same protocol over loopback.
 
+pub mod answers;
 pub mod client;
+pub mod errors;
 pub mod request;
 
-pub use client::{ApiError, Client, Health, RemoteStatus, TaskView};
+pub use answers::{Health, Listed, RemoteStatus, TaskView};
+pub use client::Client;
+pub use errors::ApiError;
 pub use request::{GenRequest, RefImage};
 
 use serde::Serialize;

@@ -17,13 +17,13 @@
 //! the key header, following redirects, and the key is sent to Google's own
 //! host only.
 
-use super::errors::{content_policy, GoogleError, SAFETY_FINISH};
+use super::answers::{internal, read_operation, read_still, Parked};
+use super::errors::GoogleError;
 use super::request;
 use crate::compile::TaskKind;
 use crate::generator::{ApiError, GenInput, Generator, Health, Listed, RemoteStatus, TaskView};
 use crate::glabs::FailureKind;
 use crate::models::{Catalog, Provider};
-use base64::Engine;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -36,12 +36,6 @@ pub const DEFAULT_BASE: &str = "https://generativelanguage.googleapis.com";
 const STILL: &str = "still-";
 /// The URL scheme `status` hands `download_to` for a parked still.
 const INLINE: &str = "inline:";
-
-/// What `generateContent` answered, kept until the still is downloaded.
-enum Parked {
-    Image { bytes: Vec<u8> },
-    Refused(ApiError),
-}
 
 pub struct Client {
     base: String,
@@ -62,21 +56,10 @@ impl std::fmt::Debug for Client {
     }
 }
 
-fn internal(message: String) -> ApiError {
-    ApiError::Permanent {
-        kind: FailureKind::ApiError,
-        message,
-    }
-}
-
 impl Client {
     pub fn new(base: &str, api_key: Option<String>, catalog: Catalog) -> Result<Client, ApiError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(300))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| internal(format!("cannot build the HTTP client: {e}")))?;
+        let http =
+            crate::generator::http_client(|b| b.redirect(reqwest::redirect::Policy::none()))?;
         Ok(Client {
             base: base.trim_end_matches('/').to_string(),
             api_key: api_key.filter(|k| !k.is_empty()),
@@ -128,70 +111,47 @@ impl Client {
         id
     }
 
-    /// `GET v1beta/models?pageSize=1` with the key: reachable, and the key
-    /// accepted, before anything is spent. Google has no health endpoint.
-    pub async fn health(&self) -> Result<Health, ApiError> {
+    /// POST `v1beta/models/{model}:{method}` with `body`; the JSON answer.
+    /// A call that was sent and got no answer, or an unreadable one, may
+    /// have been billed: `NoAnswer`.
+    async fn call_model(
+        &self,
+        model: &str,
+        method: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<Value, ApiError> {
         let resp = self
             .with_key(
                 self.http
-                    .get(format!("{}/v1beta/models?pageSize=1", self.base)),
+                    .post(format!("{}/v1beta/models/{model}:{method}", self.base)),
             )
-            .timeout(Duration::from_secs(15))
+            .json(body)
+            .timeout(timeout)
             .send()
             .await
-            .map_err(|e| self.network_error(e))?;
+            .map_err(|e| self.sent_error(e))?;
         if !resp.status().is_success() {
-            return Err(match self.error_of(resp, "").await {
-                // Whatever a model list refuses is about the key or the project.
-                ApiError::Permanent { message, .. } => ApiError::Down { message },
-                other => other,
-            });
+            return Err(self.error_of(resp, model).await);
         }
-        Ok(Health {
-            status: "ok".into(),
-            server: "Gemini API".into(),
-            tasks_pending: 0,
-            tasks_running: 0,
+        resp.json().await.map_err(|e| ApiError::NoAnswer {
+            message: format!("unreadable {method} answer: {}", e.without_url()),
         })
     }
 
     async fn submit_still(&self, input: &GenInput, model: &str) -> Result<String, ApiError> {
-        let resp = self
-            .with_key(self.http.post(format!(
-                "{}/v1beta/models/{model}:generateContent",
-                self.base
-            )))
-            .json(&request::still_body(input))
-            .timeout(Duration::from_secs(300))
-            .send()
-            .await
-            .map_err(|e| self.sent_error(e))?;
-        if !resp.status().is_success() {
-            return Err(self.error_of(resp, model).await);
-        }
-        let body: Value = resp.json().await.map_err(|e| ApiError::NoAnswer {
-            message: format!("unreadable generateContent answer: {}", e.without_url()),
-        })?;
-        Ok(self.park(read_still(&body)))
+        let body = request::still_body(input);
+        let answer = self
+            .call_model(model, "generateContent", &body, Duration::from_secs(300))
+            .await?;
+        Ok(self.park(read_still(&answer)))
     }
 
     async fn submit_clip(&self, input: &GenInput, model: &str) -> Result<String, ApiError> {
-        let resp = self
-            .with_key(self.http.post(format!(
-                "{}/v1beta/models/{model}:predictLongRunning",
-                self.base
-            )))
-            .json(&request::clip_body(input))
-            .timeout(Duration::from_secs(120))
-            .send()
-            .await
-            .map_err(|e| self.sent_error(e))?;
-        if !resp.status().is_success() {
-            return Err(self.error_of(resp, model).await);
-        }
-        let body: Value = resp.json().await.map_err(|e| ApiError::NoAnswer {
-            message: format!("unreadable predictLongRunning answer: {}", e.without_url()),
-        })?;
+        let body = request::clip_body(input);
+        let body = self
+            .call_model(model, "predictLongRunning", &body, Duration::from_secs(120))
+            .await?;
         let name = body.get("name").and_then(Value::as_str).unwrap_or("");
         let usable = !name.is_empty()
             && name.len() <= 300
@@ -214,79 +174,6 @@ impl Client {
             ApiError::Transient { message, .. } => ApiError::NoAnswer { message },
             other => other,
         }
-    }
-
-    pub async fn status(&self, id: &str) -> Result<TaskView, ApiError> {
-        let view = |status| TaskView {
-            kind: None,
-            prompt: None,
-            status,
-        };
-        if id.starts_with(STILL) {
-            let parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());
-            return match parked.get(id) {
-                Some(Parked::Image { .. }) => Ok(view(RemoteStatus::Completed {
-                    results: vec![format!("{INLINE}{id}")],
-                })),
-                Some(Parked::Refused(e)) => Ok(view(RemoteStatus::Failed(e.clone()))),
-                // Answered to a process that is gone: Google cannot find it again.
-                None => Err(ApiError::Lost),
-            };
-        }
-        let resp = self
-            .with_key(self.http.get(format!("{}/v1beta/{id}", self.base)))
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .map_err(|e| self.network_error(e))?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return Err(ApiError::Lost);
-        }
-        if !resp.status().is_success() {
-            return Err(self.error_of(resp, id).await);
-        }
-        let body: Value = resp.json().await.map_err(|e| ApiError::Transient {
-            message: format!("unreadable operation: {}", e.without_url()),
-            retry_after: None,
-        })?;
-        Ok(view(read_operation(&body)))
-    }
-
-    /// Write a parked still, or download a clip's URI, into `out`.
-    pub async fn download_to(
-        &self,
-        url: &str,
-        limit: u64,
-        out: &mut std::fs::File,
-    ) -> Result<u64, ApiError> {
-        use std::io::Write;
-        if let Some(id) = url.strip_prefix(INLINE) {
-            let parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(Parked::Image { bytes }) = parked.get(id) else {
-                return Err(ApiError::Lost);
-            };
-            out.write_all(bytes).map_err(|e| ApiError::Transient {
-                message: format!("cannot write the still: {e}"),
-                retry_after: None,
-            })?;
-            let size = bytes.len() as u64;
-            drop(parked);
-            // Committed by the runner next; this process needs it no more.
-            self.parked
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(id);
-            return Ok(size);
-        }
-        let resp = self.get_following(url).await?;
-        if !resp.status().is_success() {
-            let e = self.error_of(resp, "").await;
-            return Err(ApiError::Transient {
-                message: format!("download failed: {}", e.message()),
-                retry_after: None,
-            });
-        }
-        crate::generator::stream_to(resp, limit, out).await
     }
 
     /// GET `url`, following up to 10 redirects; the key header only on
@@ -325,124 +212,6 @@ impl Client {
     }
 }
 
-/// A `generateContent` answer: the image, or why there is none.
-fn read_still(body: &Value) -> Parked {
-    if let Some(reason) = body
-        .pointer("/promptFeedback/blockReason")
-        .and_then(Value::as_str)
-    {
-        return Parked::Refused(content_policy(&format!("prompt blocked: {reason}")));
-    }
-    let Some(cand) = body.pointer("/candidates/0") else {
-        return Parked::Refused(internal("Google answered without a candidate".into()));
-    };
-    let finish = cand
-        .get("finishReason")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let parts = cand
-        .pointer("/content/parts")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let image = parts.iter().find_map(|p| {
-        if p.get("thought").and_then(Value::as_bool) == Some(true) {
-            return None;
-        }
-        let d = p.get("inlineData").or_else(|| p.get("inline_data"))?;
-        let mime = d
-            .get("mimeType")
-            .or_else(|| d.get("mime_type"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        Some((mime.to_string(), d.get("data")?.as_str()?.to_string()))
-    });
-    match image {
-        Some((mime, data)) => {
-            if mime != "image/png" {
-                // nbbuild stores, names and mirrors stills as PNG; Google's
-                // image models answer PNG (outputMimeType cannot be set on
-                // the Gemini API), so anything else is a change to look at.
-                return Parked::Refused(internal(format!(
-                    "Google answered a {mime} still; nbbuild stores stills as PNG (please report this)"
-                )));
-            }
-            match base64::engine::general_purpose::STANDARD.decode(data.trim()) {
-                Ok(bytes) => Parked::Image { bytes },
-                Err(_) => Parked::Refused(ApiError::Transient {
-                    message: "Google's inline image is not valid base64".into(),
-                    retry_after: None,
-                }),
-            }
-        }
-        None if SAFETY_FINISH.contains(&finish) => {
-            let msg = cand
-                .get("finishMessage")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            Parked::Refused(content_policy(format!("{finish} {msg}").trim()))
-        }
-        None => Parked::Refused(internal(format!(
-            "Google answered no image (finishReason {})",
-            if finish.is_empty() { "none" } else { finish }
-        ))),
-    }
-}
-
-/// A polled operation: waiting, the sample's URI, or why there is none.
-fn read_operation(body: &Value) -> RemoteStatus {
-    if body.get("done").and_then(Value::as_bool) != Some(true) {
-        return RemoteStatus::Waiting;
-    }
-    if let Some(e) = body.get("error") {
-        let g = GoogleError::from_value(0, e);
-        // An operation's error codes are gRPC codes (3, 8, 13...), not HTTP.
-        let http = match g.status.as_str() {
-            "INVALID_ARGUMENT" | "FAILED_PRECONDITION" => 400,
-            "PERMISSION_DENIED" => 403,
-            "NOT_FOUND" => 404,
-            "RESOURCE_EXHAUSTED" => 429,
-            "UNAVAILABLE" => 503,
-            "DEADLINE_EXCEEDED" => 504,
-            "INTERNAL" => 500,
-            _ if g.code >= 400 => g.code,
-            _ => 500,
-        };
-        let text = g.message.to_ascii_lowercase();
-        if ["safety", "policy", "responsible ai", "blocked"]
-            .iter()
-            .any(|w| text.contains(w))
-        {
-            return RemoteStatus::Failed(content_policy(&g.message));
-        }
-        return RemoteStatus::Failed(GoogleError { code: http, ..g }.classify("the clip's model"));
-    }
-    let r = body.pointer("/response/generateVideoResponse");
-    let uri = r
-        .and_then(|r| r.pointer("/generatedSamples/0/video/uri"))
-        .and_then(Value::as_str);
-    match uri {
-        Some(u) => RemoteStatus::Completed {
-            results: vec![u.to_string()],
-        },
-        None => {
-            let filtered = r
-                .and_then(|r| r.get("raiMediaFilteredCount"))
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            if filtered > 0 {
-                let why = r
-                    .and_then(|r| r.pointer("/raiMediaFilteredReasons/0"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("raiMediaFilteredCount");
-                RemoteStatus::Failed(content_policy(why))
-            } else {
-                RemoteStatus::Failed(internal("Google finished the clip without a sample".into()))
-            }
-        }
-    }
-}
-
 #[async_trait::async_trait]
 impl Generator for Client {
     fn route(&self) -> &'static str {
@@ -451,8 +220,31 @@ impl Generator for Client {
     fn location(&self) -> String {
         self.base.clone()
     }
+    /// `GET v1beta/models?pageSize=1` with the key: reachable, and the key
+    /// accepted, before anything is spent. Google has no health endpoint.
     async fn health(&self) -> Result<Health, ApiError> {
-        Client::health(self).await
+        let resp = self
+            .with_key(
+                self.http
+                    .get(format!("{}/v1beta/models?pageSize=1", self.base)),
+            )
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await
+            .map_err(|e| self.network_error(e))?;
+        if !resp.status().is_success() {
+            return Err(match self.error_of(resp, "").await {
+                // Whatever a model list refuses is about the key or the project.
+                ApiError::Permanent { message, .. } => ApiError::Down { message },
+                other => other,
+            });
+        }
+        Ok(Health {
+            status: "ok".into(),
+            server: "Gemini API".into(),
+            tasks_pending: 0,
+            tasks_running: 0,
+        })
     }
     async fn submit(&self, input: &GenInput) -> Result<String, ApiError> {
         let model = self.model_id(input)?;
@@ -462,19 +254,79 @@ impl Generator for Client {
         }
     }
     async fn status(&self, id: &str) -> Result<TaskView, ApiError> {
-        Client::status(self, id).await
+        let view = |status| TaskView {
+            kind: None,
+            prompt: None,
+            status,
+        };
+        if id.starts_with(STILL) {
+            let parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+            return match parked.get(id) {
+                Some(Parked::Image { .. }) => Ok(view(RemoteStatus::Completed {
+                    results: vec![format!("{INLINE}{id}")],
+                })),
+                Some(Parked::Refused(e)) => Ok(view(RemoteStatus::Failed(e.clone()))),
+                // Answered to a process that is gone: Google cannot find it again.
+                None => Err(ApiError::Lost),
+            };
+        }
+        let resp = self
+            .with_key(self.http.get(format!("{}/v1beta/{id}", self.base)))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| self.network_error(e))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(ApiError::Lost);
+        }
+        if !resp.status().is_success() {
+            return Err(self.error_of(resp, id).await);
+        }
+        let body: Value = resp.json().await.map_err(|e| ApiError::Transient {
+            message: format!("unreadable operation: {}", e.without_url()),
+            retry_after: None,
+        })?;
+        Ok(view(read_operation(&body)))
     }
     /// Google lists no generations: a lost answer cannot be adopted.
     async fn list_tasks(&self) -> Result<Vec<Listed>, ApiError> {
         Ok(Vec::new())
     }
+    /// Write a parked still, or download a clip's URI, into `out`.
     async fn download_to(
         &self,
         url: &str,
         limit: u64,
         out: &mut std::fs::File,
     ) -> Result<u64, ApiError> {
-        Client::download_to(self, url, limit, out).await
+        use std::io::Write;
+        if let Some(id) = url.strip_prefix(INLINE) {
+            let parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(Parked::Image { bytes }) = parked.get(id) else {
+                return Err(ApiError::Lost);
+            };
+            out.write_all(bytes).map_err(|e| ApiError::Transient {
+                message: format!("cannot write the still: {e}"),
+                retry_after: None,
+            })?;
+            let size = bytes.len() as u64;
+            drop(parked);
+            // Committed by the runner next; this process needs it no more.
+            self.parked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(id);
+            return Ok(size);
+        }
+        let resp = self.get_following(url).await?;
+        if !resp.status().is_success() {
+            let e = self.error_of(resp, "").await;
+            return Err(ApiError::Transient {
+                message: format!("download failed: {}", e.message()),
+                retry_after: None,
+            });
+        }
+        crate::generator::stream_to(resp, limit, out).await
     }
     /// Veo operations cannot be cancelled on the Gemini API; a still is over
     /// when its answer arrives.
@@ -489,61 +341,6 @@ impl Generator for Client {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn the_still_is_the_inline_part_that_is_not_a_thought() {
-        let png = base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\nfinal");
-        let thought = base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\ndraft");
-        let body = json!({"candidates": [{"content": {"parts": [
-            {"text": "here"},
-            {"inlineData": {"mimeType": "image/png", "data": thought}, "thought": true},
-            {"inlineData": {"mimeType": "image/png", "data": png}}
-        ]}, "finishReason": "STOP"}]});
-        match read_still(&body) {
-            Parked::Image { bytes } => assert!(bytes.ends_with(b"final")),
-            Parked::Refused(e) => panic!("{e:?}"),
-        }
-    }
-
-    #[test]
-    fn safety_refusals_are_content_policy() {
-        let blocked =
-            json!({"candidates": [], "promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}});
-        let finished =
-            json!({"candidates": [{"finishReason": "IMAGE_SAFETY", "finishMessage": "no"}]});
-        for b in [blocked, finished] {
-            match read_still(&b) {
-                Parked::Refused(e) => assert_eq!(e.kind(), FailureKind::ContentPolicy),
-                Parked::Image { .. } => panic!("an image from a refusal"),
-            }
-        }
-        let filtered = json!({"done": true, "response": {"generateVideoResponse": {
-            "raiMediaFilteredCount": 1, "raiMediaFilteredReasons": ["audio filtered"]}}});
-        match read_operation(&filtered) {
-            RemoteStatus::Failed(e) => assert_eq!(e.kind(), FailureKind::ContentPolicy),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn operations_wait_then_name_their_sample() {
-        assert_eq!(read_operation(&json!({"name": "x"})), RemoteStatus::Waiting);
-        let done = json!({"done": true, "response": {"generateVideoResponse": {
-            "generatedSamples": [{"video": {"uri": "https://g/v1beta/files/a:download?alt=media"}}]}}});
-        assert_eq!(
-            read_operation(&done),
-            RemoteStatus::Completed {
-                results: vec!["https://g/v1beta/files/a:download?alt=media".into()]
-            }
-        );
-        let failed =
-            json!({"done": true, "error": {"code": 13, "status": "INTERNAL", "message": "boom"}});
-        assert!(matches!(
-            read_operation(&failed),
-            RemoteStatus::Failed(ApiError::Transient { .. })
-        ));
-    }
 
     /// Google's clip URI answers a redirect to its storage: the key goes to
     /// Google's host, never to the host redirected to.

@@ -11,7 +11,11 @@
 use crate::compile::{Compiled, TaskKind};
 use crate::plan::{Plan, Prices};
 use crate::progress::{Event, Reporter};
-use serde_json::{json, Value};
+use crate::schema::{
+    LiveCalls, LiveCandidates, LiveCredits, LiveFailure, LiveFlight, LiveLatency, LiveTasks,
+    LiveView,
+};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -59,7 +63,7 @@ pub struct Live {
     failed: [u64; 2],
     /// (sum of ms, count) of submission-to-stored times, by kind.
     latency: [(f64, u64); 2],
-    failures: Vec<Value>,
+    failures: Vec<LiveFailure>,
     warnings: Vec<String>,
     quote: Option<Quote>,
     summary: Option<Value>,
@@ -256,8 +260,11 @@ impl Live {
                 if let Some(i) = i {
                     self.failed[k(self.tasks[i].kind)] += 1;
                 }
-                self.failures
-                    .push(json!({"task": task, "candidate": slot + 1, "why": why}));
+                self.failures.push(LiveFailure {
+                    task: task.clone(),
+                    candidate: slot + 1,
+                    why: why.clone(),
+                });
             }
             Event::TaskDone { task, state, .. } => {
                 if let Some(i) = self.resolve(task) {
@@ -305,7 +312,12 @@ impl Live {
         Some(work / self.concurrency as f64)
     }
 
+    /// The live view (`status --json` during a build), as JSON.
     pub fn snapshot(&self) -> Value {
+        serde_json::to_value(self.view()).unwrap_or_default()
+    }
+
+    pub fn view(&self) -> LiveView<'_> {
         let now = Instant::now();
         let count = |s: &str| self.done.iter().filter(|d| **d == Some(s)).count();
         let done = self.done.iter().filter(|d| d.is_some()).count();
@@ -315,53 +327,70 @@ impl Live {
                     && (self.started_task[i] || self.flights.iter().any(|f| f.task == i))
             })
             .count();
-        let in_flight: Vec<Value> = self
+        let in_flight = self
             .flights
             .iter()
             .map(|f| {
                 let t = &self.tasks[f.task];
-                json!({"task": t.label, "kind": t.kind, "candidate": f.slot + 1, "attempt": f.attempt,
-                       "state": f.state, "elapsed_ms": (now - f.since).as_millis() as u64})
+                LiveFlight {
+                    task: &t.label,
+                    kind: t.kind,
+                    candidate: f.slot + 1,
+                    attempt: f.attempt,
+                    state: f.state,
+                    elapsed_ms: (now - f.since).as_millis() as u64,
+                }
             })
             .collect();
         let q = self.quote.as_ref();
         let ms = |v: Option<f64>| v.map(|x| x.round() as u64);
-        json!({
-            "running": self.phase != "done",
-            "pid": std::process::id(),
-            "flow": self.flow,
-            "phase": self.phase,
-            "started_ms": self.started_ms,
-            "elapsed_ms": (now - self.started).as_millis() as u64,
-            "tasks": {
-                "total": self.tasks.len(),
-                "to_build": q.map(|q| q.tasks),
-                "done": done,
-                "running": running,
-                "waiting": self.tasks.len() - done - running,
-                "built": count("built"),
-                "fresh": count("fresh"),
-                "failed": count("failed"),
-                "skipped": count("skipped"),
-                "not_run": count("not run"),
+        LiveView {
+            schema: (),
+            running: self.phase != "done",
+            pid: std::process::id(),
+            flow: &self.flow,
+            phase: self.phase,
+            started_ms: self.started_ms,
+            elapsed_ms: (now - self.started).as_millis() as u64,
+            tasks: LiveTasks {
+                total: self.tasks.len(),
+                to_build: q.map(|q| q.tasks),
+                done,
+                running,
+                waiting: self.tasks.len() - done - running,
+                built: count("built"),
+                fresh: count("fresh"),
+                failed: count("failed"),
+                skipped: count("skipped"),
+                not_run: count("not run"),
             },
-            "calls": {
-                "made": self.calls[0] + self.calls[1],
-                "image": self.calls[0],
-                "video": self.calls[1],
-                "planned": q.map(|q| q.calls[0] + q.calls[1]),
-                "planned_image": q.map(|q| q.calls[0]),
-                "planned_video": q.map(|q| q.calls[1]),
+            calls: LiveCalls {
+                made: self.calls[0] + self.calls[1],
+                image: self.calls[0],
+                video: self.calls[1],
+                planned: q.map(|q| q.calls[0] + q.calls[1]),
+                planned_image: q.map(|q| q.calls[0]),
+                planned_video: q.map(|q| q.calls[1]),
             },
-            "credits": {"spent": self.credits, "quote": q.map(|q| q.credits), "unit": self.unit.as_str()},
-            "candidates": {"stored": self.stored[0] + self.stored[1], "failed": self.failed[0] + self.failed[1]},
-            "in_flight": in_flight,
-            "failures": self.failures,
-            "warnings": self.warnings,
-            "latency_ms": {"image": ms(self.mean_latency(0)), "video": ms(self.mean_latency(1))},
-            "eta_ms": ms(self.eta_ms(now)),
-            "summary": self.summary,
-        })
+            credits: LiveCredits {
+                spent: self.credits,
+                quote: q.map(|q| q.credits),
+                unit: self.unit.as_str(),
+            },
+            candidates: LiveCandidates {
+                stored: self.stored[0] + self.stored[1],
+                failed: self.failed[0] + self.failed[1],
+            },
+            in_flight,
+            failures: &self.failures,
+            warnings: &self.warnings,
+            latency_ms: LiveLatency {
+                image: ms(self.mean_latency(0)),
+                video: ms(self.mean_latency(1)),
+            },
+            eta_ms: ms(self.eta_ms(now)),
+            summary: self.summary.as_ref(),
+        }
     }
 }
 

@@ -213,7 +213,7 @@ impl Vision {
             wait: None,
         })?;
         let status = resp.status();
-        let wait = crate::glabs::client::retry_after(&resp, Duration::from_secs(30));
+        let wait = crate::http::retry_after(&resp, Duration::from_secs(30));
         let bytes = resp.bytes().await.map_err(|e| Failure::Retry {
             message: network_message(&e),
             wait: None,

@@ -76,8 +76,18 @@ impl Identity {
     }
 }
 
-fn stream(b: &ClaimBody) -> ByteStream {
-    ByteStream::from(serde_json::to_vec(b).unwrap_or_default())
+/// Write a fresh claim of ours on `key` at `path`, if `cond` holds; the
+/// new ETag.
+async fn put_ours(
+    client: &Client,
+    path: &str,
+    me: &Identity,
+    key: &str,
+    now_ms: u64,
+    cond: Condition<'_>,
+) -> Result<String, Fault> {
+    let body = ByteStream::from(serde_json::to_vec(&me.body(key, now_ms)).unwrap_or_default());
+    client.put(path, body, "application/json", cond).await
 }
 
 /// A claim as read: its body (None when unreadable) and ETag.
@@ -95,15 +105,7 @@ pub async fn create(
     key: &str,
     now_ms: u64,
 ) -> Result<Option<String>, Fault> {
-    match client
-        .put(
-            path,
-            stream(&me.body(key, now_ms)),
-            "application/json",
-            Condition::Absent,
-        )
-        .await
-    {
+    match put_ours(client, path, me, key, now_ms, Condition::Absent).await {
         Ok(etag) => Ok(Some(etag)),
         Err(Fault::Lost) => Ok(None),
         Err(f) => Err(f),
@@ -129,15 +131,7 @@ pub async fn replace(
     key: &str,
     now_ms: u64,
 ) -> Result<Option<String>, Fault> {
-    match client
-        .put(
-            path,
-            stream(&me.body(key, now_ms)),
-            "application/json",
-            Condition::Matches(etag),
-        )
-        .await
-    {
+    match put_ours(client, path, me, key, now_ms, Condition::Matches(etag)).await {
         Ok(etag) => Ok(Some(etag)),
         Err(Fault::Lost | Fault::Missing) => Ok(None),
         Err(f) => Err(f),

@@ -168,6 +168,25 @@ impl Client {
         }
     }
 
+    /// A call's result: a success tells the breaker, a failure is sorted
+    /// (and counted) by [`Client::fault`].
+    fn settle<T, E>(
+        &self,
+        op: &str,
+        r: Result<T, SdkError<E, aws_sdk_s3::config::http::HttpResponse>>,
+    ) -> Result<T, Fault>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        match r {
+            Ok(v) => {
+                self.breaker.success();
+                Ok(v)
+            }
+            Err(e) => Err(self.fault(op, e)),
+        }
+    }
+
     /// The object's bytes and ETag; Ok(None) when it is not there.
     pub async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, Fault> {
         self.gate()?;
@@ -204,22 +223,17 @@ impl Client {
     pub async fn has(&self, key: &str) -> Result<bool, Fault> {
         self.gate()?;
         let _permit = self.permit().await?;
-        match self
+        let r = self
             .s3
             .head_object()
             .bucket(&self.bucket)
             .key(key)
             .send()
-            .await
-        {
-            Ok(_) => {
-                self.breaker.success();
-                Ok(true)
-            }
-            Err(e) => match self.fault("head", e) {
-                Fault::Missing => Ok(false),
-                f => Err(f),
-            },
+            .await;
+        match self.settle("head", r) {
+            Ok(_) => Ok(true),
+            Err(Fault::Missing) => Ok(false),
+            Err(f) => Err(f),
         }
     }
 
@@ -244,34 +258,23 @@ impl Client {
             Condition::Absent => req.if_none_match("*"),
             Condition::Matches(etag) => req.if_match(etag),
         };
-        match req.send().await {
-            Ok(out) => {
-                self.breaker.success();
-                Ok(out.e_tag().unwrap_or_default().to_string())
-            }
-            Err(e) => Err(self.fault("put", e)),
-        }
+        let out = self.settle("put", req.send().await)?;
+        Ok(out.e_tag().unwrap_or_default().to_string())
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), Fault> {
         self.gate()?;
         let _permit = self.permit().await?;
-        match self
+        let r = self
             .s3
             .delete_object()
             .bucket(&self.bucket)
             .key(key)
             .send()
-            .await
-        {
-            Ok(_) => {
-                self.breaker.success();
-                Ok(())
-            }
-            Err(e) => match self.fault("delete", e) {
-                Fault::Missing => Ok(()),
-                f => Err(f),
-            },
+            .await;
+        match self.settle("delete", r) {
+            Ok(_) | Err(Fault::Missing) => Ok(()),
+            Err(f) => Err(f),
         }
     }
 
@@ -290,20 +293,15 @@ impl Client {
             if let Some(t) = &token {
                 req = req.continuation_token(t);
             }
-            match req.send().await {
-                Ok(page) => {
-                    self.breaker.success();
-                    out.extend(
-                        page.contents()
-                            .iter()
-                            .filter_map(|o| o.key().map(str::to_string)),
-                    );
-                    token = page.next_continuation_token().map(str::to_string);
-                    if token.is_none() || out.len() >= limit {
-                        break;
-                    }
-                }
-                Err(e) => return Err(self.fault("list", e)),
+            let page = self.settle("list", req.send().await)?;
+            out.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+            token = page.next_continuation_token().map(str::to_string);
+            if token.is_none() || out.len() >= limit {
+                break;
             }
         }
         out.truncate(limit);

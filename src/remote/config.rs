@@ -253,15 +253,7 @@ impl RemoteConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
-    }
+    use crate::mirror::r2::env_of;
 
     #[test]
     fn urls_name_a_bucket_and_a_prefix() {

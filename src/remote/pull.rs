@@ -250,24 +250,7 @@ impl Remote {
             let now = crate::exec::runner::now_ms();
             let seen = if self.mode() == super::Mode::ReadWrite {
                 match claims::create(&self.client, &path, &self.me, &want.key, now).await {
-                    Ok(Some(etag)) => {
-                        let guard = ClaimGuard::hold(
-                            self.client.clone(),
-                            path.clone(),
-                            etag,
-                            self.me.clone(),
-                            want.key.clone(),
-                        );
-                        // Its record may have landed between the lookup and
-                        // the claim (its writer then removed its claim).
-                        if let Lookup::Hit(rec) = self.lookup(&want.key).await {
-                            if let Ok(true) = self.pull(store, want, &rec).await {
-                                guard.release().await;
-                                return Gate::Pulled;
-                            }
-                        }
-                        return Gate::Build(Some(guard));
-                    }
+                    Ok(Some(etag)) => return self.claimed(store, want, &path, etag).await,
                     Ok(None) => match claims::read(&self.client, &path).await {
                         Ok(Some(s)) => s,
                         // Released meanwhile: look again.
@@ -302,20 +285,7 @@ impl Remote {
                             "team cache: {} was claimed by {owner}, whose lease ran out: taking it over",
                             want.label
                         ));
-                        let guard = ClaimGuard::hold(
-                            self.client.clone(),
-                            path.clone(),
-                            etag,
-                            self.me.clone(),
-                            want.key.clone(),
-                        );
-                        if let Lookup::Hit(rec) = self.lookup(&want.key).await {
-                            if let Ok(true) = self.pull(store, want, &rec).await {
-                                guard.release().await;
-                                return Gate::Pulled;
-                            }
-                        }
-                        return Gate::Build(Some(guard));
+                        return self.claimed(store, want, &path, etag).await;
                     }
                     // Someone else took it over first, or it went: look again.
                     Ok(None) => continue,
@@ -340,5 +310,26 @@ impl Remote {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(max_pause);
         }
+    }
+
+    /// The claim at `path` is ours (made, or taken over) with this ETag:
+    /// hold it while the task builds. Its record may have landed between
+    /// the lookup and the claim (its writer then removed its claim): then
+    /// pull it and let the claim go.
+    async fn claimed(&self, store: &Arc<Store>, want: &Want, path: &str, etag: String) -> Gate {
+        let guard = ClaimGuard::hold(
+            self.client.clone(),
+            path.to_string(),
+            etag,
+            self.me.clone(),
+            want.key.clone(),
+        );
+        if let Lookup::Hit(rec) = self.lookup(&want.key).await {
+            if let Ok(true) = self.pull(store, want, &rec).await {
+                guard.release().await;
+                return Gate::Pulled;
+            }
+        }
+        Gate::Build(Some(guard))
     }
 }

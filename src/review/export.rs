@@ -2,7 +2,8 @@
 //! it shows, to share (read-only; opens from disk without a server).
 
 use super::access::StoreAccess;
-use super::snapshot::{load, read_live, Extra};
+use super::flow_read::load;
+use super::snapshot::{read_live, Extra};
 use crate::cli::BuildArgs;
 use crate::error::{Error, Result};
 use crate::output::write_atomic;

@@ -7,12 +7,14 @@
 //!
 //! - `access`: the store, opened only while a request reads or acts, so a
 //!   build from another terminal is never blocked;
+//! - `flow_read`: the flow as one request reads it, and the page's task ids;
 //! - `snapshot`: flow + store + plan read into the page's view model;
 //! - `flow_edit`: picks and prompt edits written atomically, with a backup,
 //!   refused when the file changed on disk;
 //! - `quote`: what a re-roll spends and what it invalidates, from the plan;
 //! - `security`: token -> cookie, Host allowlist, CSRF, headers;
-//! - `api`: the JSON API (docs/review.md);
+//! - `api/`: the JSON API (docs/review.md): the shared frame and the
+//!   state (`mod.rs`), picks and flags (`pick`), quotes and re-rolls (`reroll`);
 //! - `server`: routes, media by content hash, server-sent events;
 //! - `export`: the page as static files.
 
@@ -21,6 +23,7 @@ pub mod api;
 mod assets;
 pub mod export;
 pub mod flow_edit;
+pub mod flow_read;
 pub mod quote;
 pub mod security;
 pub mod server;

@@ -15,7 +15,7 @@ use crate::commands::plan::StoreView;
 use crate::compile::{Compiled, Task, TaskKind};
 use crate::error::{Error, Result};
 use crate::plan::{Plan, PlanOptions, PlanView, Status};
-use crate::review::snapshot::task_id;
+use crate::review::flow_read::task_id;
 use crate::settings::Settings;
 use nbbuild_cache::{Store, TaskRecord};
 use serde_json::{json, Value};

@@ -34,6 +34,8 @@ mod config;
 mod errors;
 mod multipart;
 
+#[cfg(test)]
+pub(crate) use config::env_of;
 pub use config::{base_config, http_client, AccessKey, R2Config};
 pub use errors::{authority, chain};
 use errors::{status, strip_userinfo, Errors};
@@ -296,78 +298,6 @@ impl Mirror for R2Mirror {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
-    }
-
-    #[test]
-    fn env_wins_over_file_and_account_id_makes_the_endpoint() {
-        let file = R2Settings {
-            endpoint: Some("https://file.example".into()),
-            account_id: None,
-            bucket: Some("filebucket".into()),
-            public_url: Some("https://pub.file.example/".into()),
-        };
-        let c = R2Config::resolve(
-            &file,
-            &env_of(&[("R2_ACCOUNT_ID", "abc123"), ("R2_BUCKET", "envbucket")]),
-        )
-        .unwrap();
-        assert_eq!(c.endpoint, "https://abc123.r2.cloudflarestorage.com");
-        assert_eq!(c.bucket, "envbucket");
-        assert_eq!(c.public_url, "https://pub.file.example/");
-        assert!(c.access_key.is_none());
-
-        let c = R2Config::resolve(&file, &env_of(&[])).unwrap();
-        assert_eq!(c.endpoint, "https://file.example");
-    }
-
-    #[test]
-    fn missing_settings_are_named() {
-        let e =
-            R2Config::resolve(&R2Settings::default(), &env_of(&[("R2_BUCKET", "b")])).unwrap_err();
-        assert!(e.message.contains("R2_ACCOUNT_ID"), "{e}");
-        assert!(e.message.contains("R2_PUBLIC_URL"), "{e}");
-        assert!(!e.message.contains("R2_BUCKET"), "{e}");
-        assert!(e.hint.is_some());
-    }
-
-    #[test]
-    fn half_a_key_pair_is_refused_without_showing_it() {
-        let e = R2Config::resolve(
-            &R2Settings::default(),
-            &env_of(&[
-                ("R2_ENDPOINT", "http://127.0.0.1:9"),
-                ("R2_BUCKET", "b"),
-                ("R2_PUBLIC_URL", "https://p.example"),
-                ("R2_SECRET_ACCESS_KEY", "s3cr3t-value"),
-            ]),
-        )
-        .unwrap_err();
-        assert!(!e.to_string().contains("s3cr3t-value"));
-        let c = R2Config::resolve(
-            &R2Settings::default(),
-            &env_of(&[
-                ("R2_ENDPOINT", "http://127.0.0.1:9"),
-                ("R2_BUCKET", "b"),
-                ("R2_PUBLIC_URL", "https://p.example"),
-                ("R2_ACCESS_KEY_ID", "AKID-value"),
-                ("R2_SECRET_ACCESS_KEY", "s3cr3t-value"),
-            ]),
-        )
-        .unwrap();
-        let shown = format!("{c:?}");
-        assert!(
-            !shown.contains("s3cr3t-value") && !shown.contains("AKID-value"),
-            "{shown}"
-        );
-    }
 
     #[test]
     fn authority_drops_scheme_userinfo_and_path() {

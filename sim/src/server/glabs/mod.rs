@@ -175,16 +175,25 @@ fn task_not_found(id: &str) -> Response {
     error(StatusCode::NOT_FOUND, format!("Task {id} not found"))
 }
 
+/// What both polls check before they look the task up: the key, then the
+/// profile's share of 500s.
+fn poll_refused(s: &Shared, headers: &HeaderMap) -> Option<Response> {
+    if !s.authorized(headers, false) {
+        return Some(unauthorized());
+    }
+    if s.roll_error() {
+        return Some(internal_error());
+    }
+    None
+}
+
 async fn status(
     State(s): State<Arc<Shared>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if !s.authorized(&headers, false) {
-        return unauthorized();
-    }
-    if s.roll_error() {
-        return internal_error();
+    if let Some(refused) = poll_refused(&s, &headers) {
+        return refused;
     }
     let st = s.lock();
     match st.tasks.get(&id) {
@@ -198,11 +207,8 @@ async fn result(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if !s.authorized(&headers, false) {
-        return unauthorized();
-    }
-    if s.roll_error() {
-        return internal_error();
+    if let Some(refused) = poll_refused(&s, &headers) {
+        return refused;
     }
     let st = s.lock();
     let Some(task) = st.tasks.get(&id) else {
