@@ -204,7 +204,7 @@ impl Inputs {
             }
         }
         let resp = self.http.get(url).send().await.map_err(|e| {
-            format!("cannot download reference {url}: {} (G-Labs needs the bytes, so nbbuild fetches URL references once and keeps them in the store)", crate::glabs::client::describe(&e))
+            format!("cannot download reference {url}: {} (G-Labs needs the bytes, so nbbuild fetches URL references once and keeps them in the store)", crate::http::describe(&e))
         })?;
         if !resp.status().is_success() {
             return Err(format!(
@@ -212,7 +212,7 @@ impl Inputs {
                 resp.status()
             ));
         }
-        let b = crate::glabs::client::read_limited(resp, MAX_REF_BYTES)
+        let b = crate::http::read_limited(resp, MAX_REF_BYTES)
             .await
             .map_err(|e| format!("reference {url}: {e}"))?;
         if !is_image(&b) {

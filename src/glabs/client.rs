@@ -11,9 +11,6 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use std::time::Duration;
 
-/// Still named here by `exec::inputs`; they live in `crate::http`.
-pub use crate::http::{describe, read_limited};
-
 #[derive(Clone)]
 pub struct Client {
     base: String,
