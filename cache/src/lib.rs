@@ -16,6 +16,8 @@
 //! ```text
 //! store.rs         the Store handle, its sled trees, flush/close/drop, plumbing
 //! open.rs          open: the lock, sled corruption recovery, the schema check
+//! generation.rs    the tables whose writes move the store's generation, and
+//!                  memos that hold until the store next changes
 //! hash.rs          object ids and blake3 hashing
 //! object_store.rs  the ObjectStore trait: get, put, has, list, delete
 //! objects.rs       LocalObjects, the object directory behind that trait, and
@@ -34,6 +36,7 @@
 
 mod error;
 mod gc;
+mod generation;
 mod hash;
 mod lock;
 pub mod media;

@@ -13,6 +13,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::generation::Table;
 use crate::hash::{hash_bytes, is_object_id, COPY_BUF, EMPTY_OBJECT};
 use crate::store::{fsync_dir, lock_guard, now_secs};
 use crate::{ObjectId, ObjectStore, Result, Store, StoreError};
@@ -28,7 +29,7 @@ pub struct LocalObjects {
     /// `quarantine/` (created when first needed)
     quarantine: PathBuf,
     /// object id -> size, u64 big-endian (the sled `objects` tree)
-    sizes: sled::Tree,
+    sizes: Table,
     /// Objects written (or re-put) through this handle: gc keeps them, since
     /// a commit referring to them may be on its way. Remembered before the
     /// file is installed, so a gc in between cannot take it.
@@ -109,7 +110,7 @@ impl ObjectStore for LocalObjects {
 impl LocalObjects {
     /// The objects of the store rooted at `root` (whose `objects/` and
     /// `tmp/` exist); `sizes` is its sled `objects` tree.
-    pub(crate) fn new(root: &Path, sizes: sled::Tree) -> LocalObjects {
+    pub(crate) fn new(root: &Path, sizes: Table) -> LocalObjects {
         LocalObjects {
             dir: root.join("objects"),
             tmp: root.join("tmp"),
@@ -547,7 +548,7 @@ mod tests {
         fs::create_dir_all(dir.path().join("objects")).unwrap();
         fs::create_dir_all(dir.path().join("tmp")).unwrap();
         let db = sled::Config::new().temporary(true).open().unwrap();
-        let sizes = db.open_tree("objects").unwrap();
+        let sizes = crate::store::Trees::open(&db).unwrap().sizes;
         let objects = LocalObjects::new(dir.path(), sizes);
         (dir, objects)
     }

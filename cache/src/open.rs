@@ -180,15 +180,14 @@ impl Store {
         lock::write_lock(&lock_path, &LockInfo::current())
             .map_err(|e| StoreError::io(format!("writing {}", lock_path.display()), e))?;
 
-        let opened = Trees::open(&db).and_then(|t| Ok((t, db.open_tree("objects")?)));
-        let (t, sizes) = match opened {
+        let t = match Trees::open(&db) {
             Ok(opened) => opened,
             Err(e) => {
                 let _ = fs::remove_file(&lock_path);
                 return Err(e);
             }
         };
-        let objects = LocalObjects::new(&root, sizes);
+        let objects = LocalObjects::new(&root, t.sizes.clone());
         let mut store = Store {
             root,
             db,

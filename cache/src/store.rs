@@ -5,9 +5,10 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::generation::{Changes, Table};
 use crate::{lock, LocalObjects, Result, StoreError};
 
 pub(crate) fn now_ms() -> u64 {
@@ -49,34 +50,43 @@ pub(crate) fn split_pair(k: &[u8]) -> Option<(String, String)> {
 
 /// The trees of the sled database; see docs/store.md. (The `objects` tree
 /// of object sizes belongs to [`LocalObjects`].)
+/// Each is a [`Table`]: its writes move the store's generation.
 pub(crate) struct Trees {
-    pub(crate) meta: sled::Tree,
-    pub(crate) tasks: sled::Tree,
-    pub(crate) task_names: sled::Tree,
-    pub(crate) verdicts: sled::Tree,
-    pub(crate) uploads: sled::Tree,
-    pub(crate) url_objects: sled::Tree,
+    pub(crate) meta: Table,
+    pub(crate) tasks: Table,
+    pub(crate) task_names: Table,
+    pub(crate) verdicts: Table,
+    pub(crate) uploads: Table,
+    pub(crate) url_objects: Table,
     /// URL nbbuild published -> the object it published there (not a
     /// reference that keeps the object alive: the mirror holds a copy).
-    pub(crate) published: sled::Tree,
-    pub(crate) file_hashes: sled::Tree,
-    pub(crate) pins: sled::Tree,
-    pub(crate) runs: sled::Tree,
+    pub(crate) published: Table,
+    pub(crate) file_hashes: Table,
+    pub(crate) pins: Table,
+    pub(crate) runs: Table,
+    /// The `objects` tree of sizes, handed to [`LocalObjects`].
+    pub(crate) sizes: Table,
+    pub(crate) changes: Arc<Changes>,
 }
 
 impl Trees {
     pub(crate) fn open(db: &sled::Db) -> Result<Trees> {
+        let meta = db.open_tree("meta")?;
+        let changes = Changes::new(db, &meta);
+        let table = |name: &str| -> Result<Table> { Ok(Table::new(db.open_tree(name)?, &changes)) };
         Ok(Trees {
-            meta: db.open_tree("meta")?,
-            tasks: db.open_tree("tasks")?,
-            task_names: db.open_tree("task_names")?,
-            verdicts: db.open_tree("verdicts")?,
-            uploads: db.open_tree("uploads")?,
-            url_objects: db.open_tree("url_objects")?,
-            published: db.open_tree("published")?,
-            file_hashes: db.open_tree("file_hashes")?,
-            pins: db.open_tree("pins")?,
-            runs: db.open_tree("runs")?,
+            meta: Table::new(meta.clone(), &changes),
+            tasks: table("tasks")?,
+            task_names: table("task_names")?,
+            verdicts: table("verdicts")?,
+            uploads: table("uploads")?,
+            url_objects: table("url_objects")?,
+            published: table("published")?,
+            file_hashes: table("file_hashes")?,
+            pins: table("pins")?,
+            runs: table("runs")?,
+            sizes: table("objects")?,
+            changes: changes.clone(),
         })
     }
 }
