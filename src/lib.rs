@@ -35,6 +35,7 @@ pub mod schema;
 pub mod selector;
 pub mod settings;
 pub mod synth;
+pub mod uptodate;
 
 /// Candidates per task unless `--candidates` says otherwise.
 pub const DEFAULT_CANDIDATES: u32 = 4;

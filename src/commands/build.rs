@@ -62,6 +62,25 @@ pub fn run_with(args: &BuildArgs, hooks: &Hooks) -> Result<i32> {
     for n in store.notices() {
         eprintln!("note: {n}");
     }
+    let layout = Layout::new(&s.out, &s.project.flow.name);
+    // Nothing to do since the last build said so, and nothing that decides
+    // changed since: say it again without planning (uptodate.rs).
+    let stamping = hooks.store.is_none()
+        && hooks.reporter.is_none()
+        && hooks.check_plan.is_none()
+        && crate::uptodate::applies(&s);
+    let stamp_inputs = stamping.then(|| {
+        (
+            crate::uptodate::inputs(args, &s),
+            crate::uptodate::files(&s, &compiled),
+        )
+    });
+    if let Some((inputs, files)) = &stamp_inputs {
+        if let Some(stamp) = crate::uptodate::check(&store, inputs, files, &layout) {
+            phase("up to date: the last build's stamp holds");
+            return replay(&s, &store, stamp, started);
+        }
+    }
     // Other processes read the store through this one while it builds
     // (`nbbuild status`, `plan`, `cache ls`...).
     let live = Arc::new(Mutex::new(Live::new(
@@ -131,8 +150,10 @@ pub fn run_with(args: &BuildArgs, hooks: &Hooks) -> Result<i32> {
     let plan = decider.plan();
     live.lock().unwrap_or_else(|e| e.into_inner()).quote(&plan);
     phase("plan");
+    let mut printed = Vec::new();
+    print_plan(&compiled, &plan, false, &mut printed);
     if !s.quiet {
-        print_plan(&compiled, &plan, false, &mut std::io::stderr());
+        eprint!("{}", String::from_utf8_lossy(&printed));
     }
     // References before money: one that cannot be had is said once, with
     // the tasks it blocks, before any call.
@@ -169,11 +190,10 @@ pub fn run_with(args: &BuildArgs, hooks: &Hooks) -> Result<i32> {
         }
     }
 
-    let layout = Layout::new(&s.out, &s.project.flow.name);
     // Every stored object handed on is verified; a rotten one is repaired
     // from a good copy before anything is paid (repair.rs).
     let repairer = Arc::new(Repairer::new(store.clone(), Some(layout.clone())));
-    let (run_report, published) = runtime.block_on(async {
+    let (run_report, published, settled) = runtime.block_on(async {
         // The mirror is checked before anything is spent.
         let mirror = open_mirror(&s).await?;
         // Nothing to generate: the outcome is what the store holds; no
@@ -223,7 +243,7 @@ pub fn run_with(args: &BuildArgs, hooks: &Hooks) -> Result<i32> {
             ),
             None => None,
         };
-        Ok::<_, Error>((run_report, published))
+        Ok::<_, Error>((run_report, published, settled))
     })?;
     phase("generate and publish");
     drop(runtime);
@@ -274,6 +294,7 @@ pub fn run_with(args: &BuildArgs, hooks: &Hooks) -> Result<i32> {
     let unchanged = (!work_done)
         .then(|| crate::output::fingerprint::unchanged(&store, &layout, &fingerprint))
         .flatten();
+    let outputs_as_left = unchanged.is_some();
     let written = match unchanged {
         Some(w) => {
             phase("outputs unchanged since the last build: not written again");
@@ -325,15 +346,16 @@ pub fn run_with(args: &BuildArgs, hooks: &Hooks) -> Result<i32> {
         .finish(summary.clone());
     let _ = store.append_run(&json!({"at": crate::exec::runner::now_ms(), "summary": summary}));
     phase("record the run");
+    let summary_text = summary_text(
+        &s.prices,
+        &run_report,
+        &written,
+        &layout,
+        compiled.tasks.len(),
+        published.as_ref(),
+    );
     if !s.quiet {
-        print_summary(
-            &s.prices,
-            &run_report,
-            &written,
-            &layout,
-            compiled.tasks.len(),
-            published.as_ref(),
-        );
+        eprint!("{summary_text}");
     }
     if s.json {
         println!(
@@ -345,13 +367,58 @@ pub fn run_with(args: &BuildArgs, hooks: &Hooks) -> Result<i32> {
     // A candidate out of QA attempts counts as a failure (its task is built).
     let any_failure =
         run_report.outcomes.iter().any(|o| !o.failures.is_empty()) || repairer.lost() > 0;
-    Ok(
-        if failed + skipped > 0 || any_failure || not_run_by_stop || run_report.interrupted {
-            1
-        } else {
-            0
-        },
-    )
+    let code = if failed + skipped > 0 || any_failure || not_run_by_stop || run_report.interrupted {
+        1
+    } else {
+        0
+    };
+    // A build that had nothing to do leaves its stamp, for the next one to
+    // say the same without planning (uptodate.rs). Its last store write is
+    // the run logged above: any later write forgets the stamp.
+    let nothing_to_do = settled
+        && !work_done
+        && outputs_as_left
+        && blocked.is_empty()
+        && repairs.is_empty()
+        && run_report.publish_failures.is_empty()
+        && run_report.halted.is_none();
+    if let (Some((inputs, files)), true) = (stamp_inputs, code == 0 && nothing_to_do) {
+        printed.extend_from_slice(summary_text.as_bytes());
+        crate::uptodate::remember(
+            &store,
+            &crate::uptodate::Stamp {
+                inputs,
+                files,
+                printed: String::from_utf8_lossy(&printed).into_owned(),
+                summary,
+            },
+        );
+    }
+    Ok(code)
+}
+
+/// Say again what the last build with nothing to do said (its stamp holds:
+/// uptodate.rs), log the run, and keep the stamp for the next one.
+fn replay(
+    s: &Settings,
+    store: &nbbuild_cache::Store,
+    mut stamp: crate::uptodate::Stamp,
+    started: Instant,
+) -> Result<i32> {
+    if !s.quiet {
+        eprint!("{}", stamp.printed);
+    }
+    stamp.summary["duration_ms"] = json!(started.elapsed().as_millis() as u64);
+    let _ =
+        store.append_run(&json!({"at": crate::exec::runner::now_ms(), "summary": stamp.summary}));
+    crate::uptodate::remember(store, &stamp);
+    if s.json {
+        println!(
+            "{}",
+            serde_json::to_string(&stamp.summary).map_err(|e| Error::internal(e.to_string()))?
+        );
+    }
+    Ok(0)
 }
 
 /// Say what the verified reads found: objects put back from a good copy,
@@ -550,16 +617,16 @@ fn settled_report(
     }
 }
 
-fn print_summary(
+fn summary_text(
     prices: &crate::plan::Prices,
     r: &RunReport,
     w: &crate::output::Written,
     layout: &Layout,
     total: usize,
     published: Option<&crate::mirror::publish::Published>,
-) {
+) -> String {
     let count = |st: TaskState| r.outcomes.iter().filter(|o| o.state == st).count();
-    eprintln!(
+    let mut lines = vec![format!(
         "done: {total} tasks: {} built, {} fresh, {} failed, {} skipped, {} not run; {} image + {} video call(s), {}",
         count(TaskState::Built),
         count(TaskState::Fresh),
@@ -569,26 +636,30 @@ fn print_summary(
         r.image_calls,
         r.video_calls,
         prices.format(r.credits)
-    );
+    )];
     if let Some(p) = &w.flow {
-        eprintln!("generated flow: {}", p.display());
+        lines.push(format!("generated flow: {}", p.display()));
     }
-    eprintln!(
+    lines.push(format!(
         "assets: {} ({} files)",
         layout.out.join("Assets").join(&layout.wf).display(),
         w.assets
-    );
+    ));
     match published {
-        Some(p) => eprintln!("mirror: {} file(s) uploaded this run; the generated flow holds their public URLs", p.uploaded + r.uploads),
-        None if w.assets > 0 => eprintln!("warning: no mirror configured (--mirror r2|dir:PATH): the generated flow holds file:// URLs, which PatchWork cannot open"),
+        Some(p) => lines.push(format!("mirror: {} file(s) uploaded this run; the generated flow holds their public URLs", p.uploaded + r.uploads)),
+        None if w.assets > 0 => lines.push("warning: no mirror configured (--mirror r2|dir:PATH): the generated flow holds file:// URLs, which PatchWork cannot open".into()),
         None => {}
     }
     if let Some(e) = &w.errors {
-        eprintln!("failures: {}", e.display());
+        lines.push(format!("failures: {}", e.display()));
     }
     if let Some(h) = &r.halted {
-        eprintln!("stopped early: {}", h.trim_start_matches("not started: "));
+        lines.push(format!(
+            "stopped early: {}",
+            h.trim_start_matches("not started: ")
+        ));
     }
+    lines.iter().map(|l| format!("{l}\n")).collect()
 }
 
 /// One clear error for a dead tunnel or a wrong key, before anything is spent.

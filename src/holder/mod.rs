@@ -97,7 +97,9 @@ impl StoreRead for Store {
 /// serves no reads (it may be starting up, or closing the store).
 const SETTLE: Duration = Duration::from_millis(1500);
 
-/// The store opened for reading: itself, or through its holder.
+/// The store opened for reading: itself, or through its holder. (One per
+/// command, so the size of the `Store` variant does not matter.)
+#[allow(clippy::large_enum_variant)]
 pub enum Reader {
     Store(Store),
     Holder(client::HolderClient),

@@ -185,6 +185,18 @@ pub fn unchanged(store: &Store, layout: &Layout, fingerprint: &str) -> Option<Wr
     (picture(layout, fingerprint, &now) == last).then_some(now)
 }
 
+/// Whether the output folders are as the last build left them (the
+/// up-to-date stamp's check: what it printed names those outputs).
+pub fn as_left(store: &Store, layout: &Layout) -> bool {
+    let Some(text) = store.meta(&meta_name(layout)).ok().flatten() else {
+        return false;
+    };
+    let Ok(last) = serde_json::from_str::<Last>(&text) else {
+        return false;
+    };
+    unchanged(store, layout, &last.fingerprint).is_some()
+}
+
 /// Remember what this build wrote (best effort: without it the next no-op
 /// build just writes again).
 pub fn remember(store: &Store, layout: &Layout, fingerprint: &str, w: &Written) {

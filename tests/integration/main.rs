@@ -24,5 +24,6 @@ mod resume;
 mod review;
 mod roundtrip;
 mod s3;
+mod uptodate;
 mod validate;
 mod verify;

@@ -824,6 +824,45 @@ fn in_a_browser_a_flag_makes_the_task_stale_and_the_next_build_rerolls_only_it()
     assert_eq!(stale(&t), set(&[]));
 }
 
+/// A flag given on the page after a build with nothing to do left its
+/// up-to-date stamp (src/uptodate.rs): the flag is a store write, so the
+/// next build plans and re-rolls the flagged candidate instead of saying
+/// "nothing to do" again.
+#[test]
+fn a_flag_after_an_up_to_date_stamp_is_built() {
+    let sim = Sim::start(fast_sim());
+    let t = Test::new()
+        .fixture("demo-offline.nbflow", "ad.nbflow")
+        .env("NBBUILD_TIMINGS", "1");
+    for _ in 0..3 {
+        t.build(&sim, &["--candidates", C]).assert_code(0);
+    }
+    let told = t.build(&sim, &["--candidates", C]);
+    told.assert_code(0);
+    assert!(
+        told.stderr
+            .contains("up to date: the last build's stamp holds"),
+        "{}",
+        told.stderr
+    );
+    let s = Server::start(&t, &sim, &[]);
+    let r = s.post(
+        "/api/flag",
+        &json!({"task": "1-4-r1", "candidate": 1, "flagged": true}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    drop(s);
+    let before = sim.stats().image_submits;
+    let r = t.build(&sim, &["--candidates", C]);
+    r.assert_code(0);
+    assert!(!r.stderr.contains("up to date"), "{}", r.stderr);
+    assert_eq!(
+        sim.stats().image_submits - before,
+        1,
+        "the flagged candidate is re-rolled"
+    );
+}
+
 #[test]
 fn in_a_browser_a_confirmed_reroll_makes_exactly_the_quoted_submissions() {
     let (sim, t) = built();
