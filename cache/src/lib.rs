@@ -20,8 +20,13 @@
 //!                  memos that hold until the store next changes
 //! hash.rs          object ids and blake3 hashing
 //! object_store.rs  the ObjectStore trait: get, put, has, list, delete
-//! objects.rs       LocalObjects, the object directory behind that trait, and
-//!                  the Store's object methods: put, open, read, paths
+//! objects/         LocalObjects, the object directory behind that trait:
+//!   mod.rs         the type and the trait impl, paths, listing, removing,
+//!                  and the Store's object methods (put, open, read, paths)
+//!   write.rs       writing through tmp/: fsync, rename, directory fsync
+//!   read.rs        opening and reading, after the size check
+//!   quarantine.rs  setting rotten files aside under quarantine/
+//!   tests.rs       the unit tests
 //! tasks.rs         task records: ensure, in-flight and submitting marks,
 //!                  commits, re-rolls, re-keying, finders
 //! tables.rs        side tables: verdicts, uploads, published URLs, URL
