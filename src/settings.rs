@@ -267,7 +267,13 @@ impl Settings {
     }
 
     pub fn compile(&self) -> Result<Compiled> {
-        crate::commands::findings::compile_or_fail(
+        self.compile_saying().map(|(c, _)| c)
+    }
+
+    /// [`Settings::compile`], and the findings it printed (or would have,
+    /// but for `-q`).
+    pub fn compile_saying(&self) -> Result<(Compiled, String)> {
+        crate::commands::findings::compile_saying(
             &self.project,
             self.candidates,
             self.ref_image.as_deref(),

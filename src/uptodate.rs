@@ -8,10 +8,11 @@
 //! digest of every input the build read, the local reference files as the
 //! plan saw them (size and mtime), and what the build printed. The next
 //! build with the same digest, the same reference files and the output
-//! folders unchanged (`output::fingerprint::as_left`) prints the same and
-//! exits 0 without planning, starting a runtime, fingerprinting or writing
-//! an output. (It still parses, validates and compiles: the flow's warnings
-//! and `--only`'s errors are said as always.) Anything else runs the whole build, which decides as always: the
+//! folders unchanged (`output::fingerprint::as_left`) prints the same
+//! (the flow's warnings included) and exits 0 without validating,
+//! compiling, planning, starting a runtime, fingerprinting or writing an
+//! output: the flow's bytes are in the digest, so validation would find
+//! what it found then. Anything else runs the whole build, which decides as always: the
 //! stamp can skip work only when nothing that decides could have changed.
 //!
 //! What the digest covers: this binary (path, size, mtime), the working
@@ -19,10 +20,10 @@
 //! only choose how the result is shown, and less the API key), nbbuild.toml's
 //! text, the environment variables nbbuild and its mirror read (NBBUILD_*,
 //! GLABS_*, GEMINI_*, R2_*, AWS_*, less any key, secret, token or password:
-//! hashed, never stored), the flow file's path and the hash of the bytes
+//! hashed, never stored; and less NBBUILD_TIMINGS), the flow file's path and the hash of the bytes
 //! parsed, and the resolved output and cache folders. The store's state is
-//! the memo's own condition. A build with a team cache (`--remote`) or a
-//! mirror never uses the stamp (see [`applies`]).
+//! the memo's own condition. A build with a team cache (`--remote`), a
+//! mirror or `--only` never uses the stamp (see [`applies`]).
 
 use crate::cli::BuildArgs;
 use crate::compile::{Compiled, InputSource};
@@ -40,6 +41,8 @@ pub struct Stamp {
     pub inputs: String,
     /// Each local reference file the plan read: path, size, mtime (ns).
     pub files: Vec<(PathBuf, u64, i128)>,
+    /// The flow's findings (warnings) as validation printed them.
+    pub findings: String,
     /// What the build printed on stderr after the settings (the plan line
     /// and the summary), shown again unless `-q`.
     pub printed: String,
@@ -76,6 +79,8 @@ pub fn inputs(args: &BuildArgs, s: &Settings) -> String {
                 && !["KEY", "SECRET", "TOKEN", "PASSWORD"]
                     .iter()
                     .any(|w| k.contains(w))
+                // Only shows how long the phases took.
+                && k != "NBBUILD_TIMINGS"
         })
         .collect();
     env.sort();
@@ -125,25 +130,26 @@ fn stat(p: &std::path::Path) -> Option<(u64, i128)> {
 }
 
 /// Whether this build may use (and leave) a stamp at all: not with a team
-/// cache (another machine's records can land at any time) nor with a
-/// mirror (every build checks that the mirror still answers).
+/// cache (another machine's records can land at any time), nor with a
+/// mirror (every build checks that the mirror still answers), nor for a
+/// part of the flow (`--only` says what its selectors matched).
 pub fn applies(s: &Settings) -> bool {
-    matches!(s.remote, Ok(None)) && s.mirror == crate::mirror::MirrorSpec::None
+    matches!(s.remote, Ok(None))
+        && s.mirror == crate::mirror::MirrorSpec::None
+        && s.only_selectors.is_empty()
 }
 
 /// The stamp the last build left, when it still holds: nothing written to
-/// the store since, the same inputs, the same reference files (`files`, as
-/// they are now), and the output folders as it left them.
-pub fn check(
-    store: &Store,
-    inputs: &str,
-    files: &[(PathBuf, u64, i128)],
-    layout: &crate::output::Layout,
-) -> Option<Stamp> {
+/// the store since, the same inputs, its reference files as they were, and
+/// the output folders as it left them.
+pub fn check(store: &Store, inputs: &str, layout: &crate::output::Layout) -> Option<Stamp> {
     let bytes = store.memo(MEMO).ok()??;
     let stamp: Stamp = serde_json::from_slice(&bytes).ok()?;
     (stamp.inputs == inputs
-        && stamp.files == files
+        && stamp
+            .files
+            .iter()
+            .all(|(p, size, mtime)| stat(p) == Some((*size, *mtime)))
         && crate::output::fingerprint::as_left(store, layout))
     .then_some(stamp)
 }

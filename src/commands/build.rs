@@ -51,36 +51,48 @@ pub fn run_with(args: &BuildArgs, hooks: &Hooks) -> Result<i32> {
     let phase = timings(started);
     let s = Settings::resolve(args)?;
     phase("read and validate settings");
-    let compiled = Arc::new(s.compile()?);
-    phase("parse, validate, compile");
-    let s = s.with_only(&compiled)?;
-    let store = match &hooks.store {
-        Some(st) => st.clone(),
-        None => Arc::new(s.open_store()?),
-    };
-    phase("open the store");
-    for n in store.notices() {
-        eprintln!("note: {n}");
-    }
-    let layout = Layout::new(&s.out, &s.project.flow.name);
     // Nothing to do since the last build said so, and nothing that decides
-    // changed since: say it again without planning (uptodate.rs).
-    let stamping = hooks.store.is_none()
+    // changed since: say it again, without compiling or planning
+    // (uptodate.rs).
+    let stamp_inputs = (hooks.store.is_none()
         && hooks.reporter.is_none()
         && hooks.check_plan.is_none()
-        && crate::uptodate::applies(&s);
-    let stamp_inputs = stamping.then(|| {
-        (
-            crate::uptodate::inputs(args, &s),
-            crate::uptodate::files(&s, &compiled),
-        )
-    });
-    if let Some((inputs, files)) = &stamp_inputs {
-        if let Some(stamp) = crate::uptodate::check(&store, inputs, files, &layout) {
-            phase("up to date: the last build's stamp holds");
-            return replay(&s, &store, stamp, started);
+        && crate::uptodate::applies(&s))
+    .then(|| crate::uptodate::inputs(args, &s));
+    let layout = Layout::new(&s.out, &s.project.flow.name);
+    let mut opened = None;
+    if let Some(inputs) = &stamp_inputs {
+        let store = s.open_store()?;
+        phase("open the store");
+        for n in store.notices() {
+            eprintln!("note: {n}");
         }
+        if let Some(stamp) = crate::uptodate::check(&store, inputs, &layout) {
+            phase("up to date: the last build's stamp holds");
+            let code = replay(&s, &store, stamp, started);
+            phase("say it again and log the run");
+            drop(store);
+            phase("close the store");
+            return code;
+        }
+        opened = Some(Arc::new(store));
     }
+    let (compiled, findings) = s.compile_saying()?;
+    let compiled = Arc::new(compiled);
+    phase("parse, validate, compile");
+    let s = s.with_only(&compiled)?;
+    let store = match (&hooks.store, opened) {
+        (Some(st), _) => st.clone(),
+        (None, Some(st)) => st,
+        (None, None) => {
+            let st = Arc::new(s.open_store()?);
+            phase("open the store");
+            for n in st.notices() {
+                eprintln!("note: {n}");
+            }
+            st
+        }
+    };
     // Other processes read the store through this one while it builds
     // (`nbbuild status`, `plan`, `cache ls`...).
     let live = Arc::new(Mutex::new(Live::new(
@@ -382,13 +394,14 @@ pub fn run_with(args: &BuildArgs, hooks: &Hooks) -> Result<i32> {
         && repairs.is_empty()
         && run_report.publish_failures.is_empty()
         && run_report.halted.is_none();
-    if let (Some((inputs, files)), true) = (stamp_inputs, code == 0 && nothing_to_do) {
+    if let (Some(inputs), true) = (stamp_inputs, code == 0 && nothing_to_do) {
         printed.extend_from_slice(summary_text.as_bytes());
         crate::uptodate::remember(
             &store,
             &crate::uptodate::Stamp {
                 inputs,
-                files,
+                files: crate::uptodate::files(&s, &compiled),
+                findings,
                 printed: String::from_utf8_lossy(&printed).into_owned(),
                 summary,
             },
@@ -406,7 +419,7 @@ fn replay(
     started: Instant,
 ) -> Result<i32> {
     if !s.quiet {
-        eprint!("{}", stamp.printed);
+        eprint!("{}{}", stamp.findings, stamp.printed);
     }
     stamp.summary["duration_ms"] = json!(started.elapsed().as_millis() as u64);
     let _ =

@@ -13,13 +13,25 @@ pub fn compile_or_fail(
     ref_image: Option<&str>,
     quiet: bool,
 ) -> Result<Compiled> {
+    compile_saying(project, candidates, ref_image, quiet).map(|(c, _)| c)
+}
+
+/// [`compile_or_fail`], and the findings it printed (or would have, but
+/// for `quiet`): the up-to-date stamp says them again.
+pub fn compile_saying(
+    project: &Project,
+    candidates: u32,
+    ref_image: Option<&str>,
+    quiet: bool,
+) -> Result<(Compiled, String)> {
     let (findings, compiled) = project.check(candidates, ref_image);
     let errors = findings.iter().filter(|f| f.is_error()).count();
+    let text = grouped(&findings);
     if !quiet || errors > 0 {
-        print_grouped(&findings);
+        eprint!("{text}");
     }
     match compiled {
-        Some(c) if errors == 0 => Ok(c),
+        Some(c) if errors == 0 => Ok((c, text)),
         _ => Err(Error::invalid(format!(
             "{} has {} error{}: nothing was run",
             project.flow_path.display(),
@@ -32,6 +44,13 @@ pub fn compile_or_fail(
 
 /// Print findings; a warning repeated on many nodes is shown once with a count.
 pub fn print_grouped(findings: &[Finding]) {
+    eprint!("{}", grouped(findings));
+}
+
+/// The findings as [`print_grouped`] shows them.
+pub fn grouped(findings: &[Finding]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     let mut seen: std::collections::BTreeMap<(&str, &str), usize> =
         std::collections::BTreeMap::new();
     for f in findings {
@@ -42,21 +61,23 @@ pub fn print_grouped(findings: &[Finding]) {
     let mut shown = std::collections::BTreeSet::new();
     for f in findings {
         if f.is_error() {
-            eprintln!("{f}");
+            let _ = writeln!(out, "{f}");
             continue;
         }
         let k = (f.code, f.message.as_str());
         if !shown.insert(k) {
             continue;
         }
-        eprintln!("{f}");
+        let _ = writeln!(out, "{f}");
         let n = seen[&k];
         if n > 1 {
-            eprintln!(
+            let _ = writeln!(
+                out,
                 "  (and {} more node{} like it)",
                 n - 1,
                 if n == 2 { "" } else { "s" }
             );
         }
     }
+    out
 }

@@ -173,11 +173,26 @@ fn a_build_with_a_mirror_always_plans() {
         .env("NBBUILD_TIMINGS", "1");
     let mirror = t.path().join("public");
     let m = format!("dir:{}", mirror.display());
-    for _ in 0..3 {
+    for _ in 0..4 {
         let r = t.build(&sim, &["--candidates", C, "--mirror", &m]);
         r.assert_code(0);
         assert!(!used(&r), "the mirror is checked by every build");
     }
+}
+
+#[test]
+fn a_build_of_part_of_the_flow_always_plans() {
+    let (sim, t) = stamped();
+    for _ in 0..3 {
+        let r = t.build(&sim, &["--candidates", C, "--only", "scene01"]);
+        r.assert_code(0);
+        assert!(!used(&r), "--only says what it selects: {}", r.stderr);
+    }
+    // And the whole flow's stamp is gone only if the store was written:
+    // the --only builds logged their runs, so the next whole build plans.
+    let r = t.build(&sim, &["--candidates", C]);
+    r.assert_code(0);
+    assert!(!used(&r));
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
