@@ -166,6 +166,33 @@ fn a_changed_reference_or_option_is_planned_again() {
 }
 
 #[test]
+fn a_changed_setting_file_or_variable_is_planned_again() {
+    let (sim, t) = stamped();
+    // nbbuild.toml's candidates decide: one more candidate per still.
+    std::fs::write(t.path().join("nbbuild.toml"), "candidates = 3\n").unwrap();
+    let (paid, r) = calls(&sim, || t.build(&sim, &[]));
+    r.assert_code(0);
+    assert!(!used(&r), "nbbuild.toml is an input");
+    assert!(
+        paid.0 > 0,
+        "candidates = 3 adds a candidate per still: {paid:?}"
+    );
+    // A variable nbbuild reads: planned again (nothing to pay here). (Two
+    // no-op builds after one that made calls leave the stamp.)
+    for _ in 0..2 {
+        t.build(&sim, &[]).assert_code(0);
+    }
+    let r = t.build(&sim, &[]);
+    assert!(used(&r), "the stamp was left again: {}", r.stderr);
+    let mut c = t.command(&["build", "--server", &sim.url, "--json", "--no-progress"]);
+    c.env("NBBUILD_BACKOFF_MS", "20")
+        .env("NBBUILD_MAX_WAIT", "600");
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(STAMP_USED));
+}
+
+#[test]
 fn a_build_with_a_mirror_always_plans() {
     let sim = Sim::start(fast_sim());
     let t = Test::new()
