@@ -1,8 +1,9 @@
 //! An in-memory [`Generator`] for unit tests of the executor: every
 //! submission is logged, answered at once, and completes on its first poll
 //! with a small valid PNG or MP4 whose bytes are unique to the submission.
-//! Faults are opt-in: a point after which the service is down, and holds
-//! that keep chosen submissions waiting until released.
+//! Faults are opt-in: a point after which the service is down, holds
+//! that keep chosen submissions waiting until released, and submissions
+//! whose connection drops before anything is created.
 
 use crate::compile::TaskKind;
 use crate::generator::{ApiError, GenInput, Generator, Health, Listed, RemoteStatus, TaskView};
@@ -35,6 +36,10 @@ pub struct Fake {
     /// and its request): it stays "waiting" until released.
     #[allow(clippy::type_complexity)]
     pub hold: Option<Box<dyn Fn(usize, &GenInput) -> bool + Send + Sync>>,
+    /// The first this-many submissions get no answer and create nothing
+    /// (the connection dropped before the request reached the service);
+    /// the task list, always readable, shows that nothing was created.
+    pub drop_first: std::sync::atomic::AtomicUsize,
 }
 
 impl Fake {
@@ -73,6 +78,16 @@ impl Generator for Fake {
         Ok(serde_json::from_value(serde_json::json!({"status": "ok"})).expect("health"))
     }
     async fn submit(&self, input: &GenInput) -> Result<String, ApiError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self
+            .drop_first
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(ApiError::NoAnswer {
+                message: "connection dropped before the request was sent".into(),
+            });
+        }
         let mut g = self.lock();
         if self.down_after.is_some_and(|n| g.log.len() >= n) {
             return Err(ApiError::Down {

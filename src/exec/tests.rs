@@ -4,7 +4,7 @@
 
 use super::fake::Fake;
 use super::runner::Policy;
-use super::{ExecOptions, Executor, RunReport};
+use super::{ExecOptions, Executor, RunReport, TaskState};
 use crate::commands::plan::StoreView;
 use crate::compile::{compile, CompileOptions, Compiled, TaskKind};
 use crate::flow::Flow;
@@ -133,6 +133,35 @@ fn nodes_of<'a>(flow: &'a mut Value, ty: &str) -> Vec<&'a mut Value> {
         .flat_map(|t| t["graphData"]["nodes"].as_array_mut().unwrap().iter_mut())
         .filter(|n| n["type"].as_str().is_some_and(|t| t.ends_with(ty)))
         .collect()
+}
+
+/// A bad tunnel day: a submission whose connection dropped, when the
+/// service's list shows nothing was created, is sent again without spending
+/// an attempt (it said nothing about a generation, like a 5xx to a submit):
+/// five drops in a row, more than the three attempts, still build the
+/// candidate, paying once.
+#[test]
+fn dropped_submissions_that_created_nothing_spend_no_attempt() {
+    let mut p = Project::new(crate::synth::chain_flow(1, 0, "refs/avatar.png"));
+    p.candidates = 1;
+    p.opts.images_only = true;
+    let fake = Arc::new(Fake {
+        drop_first: 5.into(),
+        ..Fake::default()
+    });
+    let report = p.build(fake.clone(), 1);
+    assert_eq!(
+        report
+            .outcomes
+            .iter()
+            .filter(|o| o.state == TaskState::Built)
+            .count(),
+        1,
+        "{:?}",
+        report.outcomes
+    );
+    assert_eq!(fake.submits(), 1, "one task created, one paid");
+    assert_eq!(report.image_calls, 1);
 }
 
 #[test]

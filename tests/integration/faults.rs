@@ -236,10 +236,13 @@ fn server_going_down_mid_run_keeps_what_arrived() {
         run.stderr
     );
     store_verifies(&t);
-    // A candidate keeps its generation permit until it is stored, so with
-    // 2 permits the 3rd and 4th submits each waited for one to be stored.
+    // A slot is given back when the service reports a generation done
+    // (issue 11), before the file comes down: whether the first ones were
+    // downloaded before the server died is a race, so anywhere from none to
+    // the four submitted is kept (under load, 1 was). What matters is below:
+    // what was kept is whole, and only the rest is asked for again.
     let kept = cached_candidates(&t);
-    assert!((2..=4).contains(&kept), "{kept} stored");
+    assert!(kept <= 4, "{kept} stored of 4 submitted");
     // A healthy server with another seed: only the missing candidates are
     // requested (the two in flight are lost there and sent once more).
     let healthy = Sim::start(SimConfig {

@@ -14,12 +14,13 @@ fn images(t: &Test, sim: &Sim, extra: &[&str]) -> crate::harness::Run {
     t.build(sim, &args)
 }
 
-fn assert_every_candidate_once(t: &Test, sim: &Sim) {
+fn assert_every_candidate_once(t: &Test, sim: &Sim, run: &crate::harness::Run) {
     let created = sim.created();
     assert_eq!(
         created.len() as u64,
         NEEDED,
-        "the simulator created exactly the candidates the flow needs: {created:#?}"
+        "the simulator created exactly the candidates the flow needs: {created:#?}\nthe build said:\n{}",
+        run.stderr
     );
     // And each one created is the one stored: no task paid and dropped.
     let store = nbbuild_cache::Store::open(&t.path().join(".nbbuild")).unwrap();
@@ -51,7 +52,7 @@ fn a_lost_answer_is_adopted_not_paid_twice() {
     let st = sim.stats();
     assert!(st.answers_lost > 0, "the fault fired: {st:?}");
     assert!(r.stderr.contains("adopted G-Labs task"), "{}", r.stderr);
-    assert_every_candidate_once(&t, &sim);
+    assert_every_candidate_once(&t, &sim, &r);
     // The summary counts the adopted ones as the calls they were.
     assert_eq!(r.json()["calls"]["image"], NEEDED);
 }
@@ -70,7 +71,7 @@ fn backpressure_paces_the_run_and_never_uses_up_attempts() {
     r.assert_code(0);
     let st = sim.stats();
     assert!(st.capacity_refused >= 3, "the fault fired: {st:?}");
-    assert_every_candidate_once(&t, &sim);
+    assert_every_candidate_once(&t, &sim, &r);
     assert!(t.errors_json().is_none());
 }
 
@@ -107,7 +108,7 @@ fn a_bad_tunnel_days_first_run_builds_everything_and_pays_once() {
         st.rate_limited > 0 && st.answers_lost > 0,
         "faults fired: {st:?}"
     );
-    assert_every_candidate_once(&t, &sim);
+    assert_every_candidate_once(&t, &sim, &r);
 }
 
 /// Issue 17's done-when, whole flow (stills and the clips made from them,

@@ -59,12 +59,24 @@ pub(super) const CLOCK_SKEW_MS: u64 = 5_000;
 /// recorded for any slot), record it and return its id; None when none
 /// appears within a short grace period. Adoptions are serialized, so two
 /// slots never take the same task.
+/// What looking for a submission's task found.
+pub(super) enum Looked {
+    /// Our task, now recorded: poll it instead of paying again.
+    Adopted(String),
+    /// The service's list was read and holds no task of ours since then:
+    /// nothing was created, so sending again pays once.
+    Absent,
+    /// The list could not be read: whether a task exists is not known.
+    Unknown,
+}
+
 pub(super) async fn adopt(
     ctx: &Ctx,
     job: &CandidateJob,
     since: u64,
     attempt: u32,
-) -> Result<Option<String>, Failure> {
+) -> Result<Looked, Failure> {
+    let mut listed_once = false;
     let _one_at_a_time = ctx.adopting.lock().await;
     let (kind, prompt) = (job.request.kind_name(), job.request.prompt.as_str());
     for round in 0..3u32 {
@@ -77,13 +89,14 @@ pub(super) async fn adopt(
         let started = Instant::now();
         while Outstanding::count(ctx, job) > 0 && started.elapsed() < Duration::from_secs(150) {
             if ctx.interrupted() {
-                return Ok(None);
+                return Ok(Looked::Unknown);
             }
             ctx.sleep(Duration::from_millis(20)).await;
         }
         let Ok(listed) = ctx.generator.list_tasks().await else {
             continue;
         };
+        listed_once = true;
         let store = ctx.store.clone();
         let known: std::collections::HashSet<String> = blocking(move || {
             Ok(store
@@ -125,8 +138,12 @@ pub(super) async fn adopt(
                 job.slot + 1,
                 t.task_id
             )));
-            return Ok(Some(t.task_id));
+            return Ok(Looked::Adopted(t.task_id));
         }
     }
-    Ok(None)
+    Ok(if listed_once {
+        Looked::Absent
+    } else {
+        Looked::Unknown
+    })
 }

@@ -17,7 +17,7 @@ mod marks;
 mod policy;
 mod poll;
 
-use adopt::{adopt, Outstanding};
+use adopt::{adopt, Looked, Outstanding};
 use fetch::{commit, fetch};
 use marks::{clear_mark, mark, record};
 pub use policy::{now_ms, Policy};
@@ -193,12 +193,12 @@ pub(super) async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate,
                 // (and billed) a task. Look before paying again.
                 if let Some(at) = pending.take() {
                     match adopt(ctx, job, at, attempt).await? {
-                        Some(id) => {
+                        Looked::Adopted(id) => {
                             remote = Some((id, at));
                             drop(permit.take());
                             continue;
                         }
-                        None => clear_mark(ctx, job).await,
+                        Looked::Absent | Looked::Unknown => clear_mark(ctx, job).await,
                     }
                 }
                 if let Err(msg) = ctx.reserve(job.price) {
@@ -236,13 +236,36 @@ pub(super) async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate,
                     Err(ApiError::NoAnswer { message }) => {
                         drop(out);
                         match adopt(ctx, job, sent_at, attempt).await? {
-                            Some(id) => {
+                            Looked::Adopted(id) => {
                                 accepted(ctx, job, &mut permit);
                                 (id, sent_at)
                             }
-                            None => {
-                                // Not created after all (or not findable): the
-                                // one case that spends an attempt on no answer.
+                            // Not created: the service's list holds no task
+                            // of ours. Like a 5xx to a submit, that said
+                            // nothing about a generation: sent again with a
+                            // growing backoff, no attempt spent (--max-wait
+                            // without progress ends it). Three drops in a
+                            // row failed a candidate on a bad tunnel day.
+                            Looked::Absent => {
+                                clear_mark(ctx, job).await;
+                                drop(permit.take());
+                                ctx.release(job.price);
+                                let why = format!(
+                                    "{message} (no task of ours appeared at {})",
+                                    ctx.generator.title()
+                                );
+                                paced += 1;
+                                let wait = ctx.policy.backoff(paced, None);
+                                pace(ctx, job, attempt, &why, wait)
+                                    .await
+                                    .map_err(|(kind, m)| fail(kind, attempt, m))?;
+                                continue;
+                            }
+                            Looked::Unknown => {
+                                // Not findable (the list cannot be read): the
+                                // one case that spends an attempt on no
+                                // answer, so an unseen task is paid for a
+                                // bounded number of times.
                                 clear_mark(ctx, job).await;
                                 drop(permit.take());
                                 ctx.release(job.price);
