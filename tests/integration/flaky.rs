@@ -37,6 +37,19 @@ fn assert_every_candidate_once(t: &Test, sim: &Sim, run: &crate::harness::Run) {
             c.task_id
         );
     }
+    // And every candidate stored is its own task's: no two slots share one.
+    let slots: usize = store
+        .tasks()
+        .unwrap()
+        .iter()
+        .map(|(_, r)| r.candidates.len())
+        .sum();
+    assert_eq!(
+        (slots as u64, stored.len() as u64),
+        (NEEDED, NEEDED),
+        "candidates stored, and distinct tasks behind them\nthe build said:\n{}",
+        run.stderr
+    );
 }
 
 #[test]
