@@ -235,25 +235,28 @@ pub(super) async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate,
                     }
                     Err(ApiError::NoAnswer { message }) => {
                         drop(out);
-                        match adopt(ctx, job, sent_at, attempt).await? {
-                            Looked::Adopted(id) => {
-                                accepted(ctx, job, &mut permit);
-                                (id, sent_at)
-                            }
-                            // Not created: the service's list holds no task
-                            // of ours. Like a 5xx to a submit, that said
-                            // nothing about a generation: sent again with a
-                            // growing backoff, no attempt spent (--max-wait
-                            // without progress ends it). Three drops in a
-                            // row failed a candidate on a bad tunnel day.
-                            Looked::Absent => {
-                                clear_mark(ctx, job).await;
-                                drop(permit.take());
-                                ctx.release(job.price);
-                                let why = format!(
-                                    "{message} (no task of ours appeared at {})",
-                                    ctx.generator.title()
-                                );
+                        let looked = adopt(ctx, job, sent_at, attempt).await?;
+                        if let Looked::Adopted(id) = looked {
+                            accepted(ctx, job, &mut permit);
+                            (id, sent_at)
+                        } else {
+                            clear_mark(ctx, job).await;
+                            drop(permit.take());
+                            ctx.release(job.price);
+                            let why = format!(
+                                "{message} (no task of ours appeared at {})",
+                                ctx.generator.title()
+                            );
+                            // Not created (the service's list holds no task of
+                            // ours): like a 5xx to a submit, that said nothing
+                            // about a generation, so it is sent again with a
+                            // growing backoff and no attempt spent (--max-wait
+                            // without progress ends it); three drops in a row
+                            // failed a candidate on a bad tunnel day. Not
+                            // findable (the list cannot be read): the one case
+                            // that spends an attempt on no answer, so an unseen
+                            // task is paid for a bounded number of times.
+                            if matches!(looked, Looked::Absent) {
                                 paced += 1;
                                 let wait = ctx.policy.backoff(paced, None);
                                 pace(ctx, job, attempt, &why, wait)
@@ -261,24 +264,10 @@ pub(super) async fn generate(ctx: &Ctx, job: &CandidateJob) -> Result<Candidate,
                                     .map_err(|(kind, m)| fail(kind, attempt, m))?;
                                 continue;
                             }
-                            Looked::Unknown => {
-                                // Not findable (the list cannot be read): the
-                                // one case that spends an attempt on no
-                                // answer, so an unseen task is paid for a
-                                // bounded number of times.
-                                clear_mark(ctx, job).await;
-                                drop(permit.take());
-                                ctx.release(job.price);
-                                let why = format!(
-                                    "{message} (no task of ours appeared at {})",
-                                    ctx.generator.title()
-                                );
-                                if retry_later(ctx, job, &mut transient, attempt, &why, None).await
-                                {
-                                    continue;
-                                }
-                                return Err(fail(FailureKind::ApiError, attempt, why));
+                            if retry_later(ctx, job, &mut transient, attempt, &why, None).await {
+                                continue;
                             }
+                            return Err(fail(FailureKind::ApiError, attempt, why));
                         }
                     }
                     Err(e) => {
