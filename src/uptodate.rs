@@ -27,6 +27,7 @@
 
 use crate::cli::BuildArgs;
 use crate::compile::{Compiled, InputSource};
+use crate::output::fingerprint::stamp as file_stamp;
 use crate::settings::Settings;
 use nbbuild_cache::Store;
 use serde::{Deserialize, Serialize};
@@ -61,7 +62,10 @@ pub fn inputs(args: &BuildArgs, s: &Settings) -> String {
     field("nbbuild uptodate v1");
     field(env!("CARGO_PKG_VERSION"));
     let exe = std::env::current_exe().ok();
-    field(&format!("{exe:?} {:?}", exe.as_deref().and_then(stat)));
+    field(&format!(
+        "{exe:?} {:?}",
+        exe.as_deref().and_then(file_stamp)
+    ));
     field(&format!("{:?}", std::env::current_dir().ok()));
     let mut shown = args.clone();
     shown.json = false;
@@ -113,20 +117,10 @@ pub fn files(s: &Settings, compiled: &Compiled) -> Vec<(PathBuf, u64, i128)> {
         .into_iter()
         .map(|p| {
             // A missing file blocks its tasks: no stamp is left then.
-            let (size, mtime) = stat(&p).unwrap_or((u64::MAX, -1));
+            let (size, mtime) = file_stamp(&p).unwrap_or((u64::MAX, -1));
             (p, size, mtime)
         })
         .collect()
-}
-
-fn stat(p: &std::path::Path) -> Option<(u64, i128)> {
-    let m = std::fs::metadata(p).ok()?;
-    let t = m
-        .modified()
-        .ok()?
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?;
-    Some((m.len(), t.as_nanos() as i128))
 }
 
 /// Whether this build may use (and leave) a stamp at all: not with a team
@@ -149,7 +143,7 @@ pub fn check(store: &Store, inputs: &str, layout: &crate::output::Layout) -> Opt
         && stamp
             .files
             .iter()
-            .all(|(p, size, mtime)| stat(p) == Some((*size, *mtime)))
+            .all(|(p, size, mtime)| file_stamp(p) == Some((*size, *mtime)))
         && crate::output::fingerprint::as_left(store, layout))
     .then_some(stamp)
 }

@@ -145,7 +145,9 @@ fn mtime_ns(p: &Path) -> Option<i128> {
     Some(d.as_nanos() as i128)
 }
 
-fn stamp(p: &Path) -> Option<(u64, i128)> {
+/// A file's size and mtime (ns): the cheap picture of it that a later look
+/// compares (also the up-to-date stamp's, uptodate.rs).
+pub(crate) fn stamp(p: &Path) -> Option<(u64, i128)> {
     let meta = std::fs::metadata(p).ok()?;
     Some((meta.len(), mtime_ns(p)?))
 }
