@@ -47,6 +47,28 @@ fn setup_dir() -> tempfile::TempDir {
     dir
 }
 
+/// The simulator on a loopback port: these latencies, this many slots, and
+/// at most `capacity` tasks held (a 429 beyond).
+fn start_sim(
+    rt: &tokio::runtime::Runtime,
+    image_ms: u64,
+    video_ms: u64,
+    slots: usize,
+    capacity: Option<usize>,
+) -> nbbuild_sim::SimHandle {
+    rt.block_on(nbbuild_sim::start(
+        nbbuild_sim::SimConfig {
+            image_latency_ms: image_ms,
+            video_latency_ms: video_ms,
+            slots,
+            capacity,
+            ..Default::default()
+        },
+        0,
+    ))
+    .unwrap()
+}
+
 async fn run_all(
     dir: &Path,
     c: nbbuild::compile::Compiled,
@@ -115,17 +137,7 @@ fn overhead(rt: &tokio::runtime::Runtime, latency_ms: u64) {
         depth[i] = c.tasks[i].deps().map(|d| depth[d]).max().unwrap_or(0) + 1;
     }
     let critical = *depth.iter().max().unwrap() as u64 * latency_ms;
-    let sim = rt
-        .block_on(nbbuild_sim::start(
-            nbbuild_sim::SimConfig {
-                image_latency_ms: latency_ms,
-                video_latency_ms: latency_ms,
-                slots: 5,
-                ..Default::default()
-            },
-            0,
-        ))
-        .unwrap();
+    let sim = start_sim(rt, latency_ms, latency_ms, 5, None);
     let (took, calls) = rt.block_on(run_all(dir.path(), c, &sim.url(), Policy::default()));
     let bound = critical.max(calls * latency_ms / 5);
     println!(
@@ -156,17 +168,7 @@ fn chain(rt: &tokio::runtime::Runtime) {
         // input's first candidate), then the last clip.
         let critical = 10 * still + clip;
         let bound = critical.max(work / 5);
-        let sim = rt
-            .block_on(nbbuild_sim::start(
-                nbbuild_sim::SimConfig {
-                    image_latency_ms: still,
-                    video_latency_ms: clip,
-                    slots: 5,
-                    ..Default::default()
-                },
-                0,
-            ))
-            .unwrap();
+        let sim = start_sim(rt, still, clip, 5, None);
         let (took, calls) = rt.block_on(run_ordered(
             dir.path(),
             c,
@@ -199,18 +201,7 @@ fn capacity(rt: &tokio::runtime::Runtime) {
         let dir = setup_dir();
         let c = nbbuild::synth::compile_chain(0, 60, 1);
         let bound = c.tasks.len() as u64 * still / 3;
-        let sim = rt
-            .block_on(nbbuild_sim::start(
-                nbbuild_sim::SimConfig {
-                    image_latency_ms: still,
-                    video_latency_ms: still,
-                    slots: 3,
-                    capacity: Some(3),
-                    ..Default::default()
-                },
-                0,
-            ))
-            .unwrap();
+        let sim = start_sim(rt, still, still, 3, Some(3));
         let (took, calls) = rt.block_on(run_with(
             dir.path(),
             c,
@@ -262,17 +253,7 @@ fn noop(rt: &tokio::runtime::Runtime, scenes: usize) {
     let dir = setup_dir();
     let (_, c) = compiled(dir.path(), scenes, 4);
     let tasks = c.tasks.len();
-    let sim = rt
-        .block_on(nbbuild_sim::start(
-            nbbuild_sim::SimConfig {
-                image_latency_ms: 0,
-                video_latency_ms: 0,
-                slots: 5,
-                ..Default::default()
-            },
-            0,
-        ))
-        .unwrap();
+    let sim = start_sim(rt, 0, 0, 5, None);
     let fill = Policy {
         poll_start: Duration::from_millis(1),
         ..Policy::default()
