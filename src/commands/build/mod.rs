@@ -65,8 +65,9 @@ pub fn run_with(args: &BuildArgs, hooks: &Hooks) -> Result<i32> {
     .then(|| crate::uptodate::inputs(args, &s));
     let layout = Layout::new(&s.out, &s.project.flow.name);
     let mut opened = None;
-    if let Some(inputs) = &stamp_inputs {
-        let store = s.open_store()?;
+    // A store that cannot be opened now (a build in another terminal holds
+    // it) is left for after validation, so a broken flow is said first.
+    if let Some((inputs, Ok(store))) = stamp_inputs.as_ref().map(|i| (i, s.open_store())) {
         phase("open the store");
         for n in store.notices() {
             eprintln!("note: {n}");
